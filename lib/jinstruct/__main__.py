@@ -1,0 +1,74 @@
+"""`python -m jinstruct <command>`: the runner, sweeps, and the tools each stage brings."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+# modules that add their own subcommands through `register_cli(sub)`
+CLI_MODULES = ()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from jinstruct.config import ConfigError
+    from jinstruct.runner import StageFailed, run
+
+    try:
+        run(args.config, args.set, stages=args.stages, name=args.name, force=args.force,
+            **({"runs_dir": Path(args.runs_dir)} if args.runs_dir else {}))
+    except (ConfigError, StageFailed, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from jinstruct.config import ConfigError
+    from jinstruct.sweep import execute, load_sweep, summary_table
+
+    try:
+        spec = load_sweep(args.file)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    runs = execute(spec, jobs=args.jobs, force=args.force,
+                   runs_dir=Path(args.runs_dir) if args.runs_dir else None)
+    print(summary_table(runs))
+    return 0 if all(r.status == "ok" for r in runs) else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jinstruct", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the numbered notebooks in order with papermill")
+    r.add_argument("--config", required=True, help="a YAML file under configs/")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value by dotted key, e.g. generate.target=5000 (repeatable)")
+    r.add_argument("--stages", help="which notebooks: 01-06, 02, 01,03 (default: all)")
+    r.add_argument("--name", help="run name (default: the config's name); results land in runs/<name>/")
+    r.add_argument("--force", action="store_true", help="re-run stages even when unchanged")
+    r.add_argument("--runs-dir", help="where run folders go (default: runs/)")
+    r.set_defaults(func=_run)
+
+    s = sub.add_parser("sweep", help="expand a grid of overrides into runs and execute them")
+    s.add_argument("file", help="a sweep YAML (see jinstruct.sweep)")
+    s.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    s.add_argument("--force", action="store_true")
+    s.add_argument("--runs-dir")
+    s.set_defaults(func=_sweep)
+
+    for module in CLI_MODULES:
+        importlib.import_module(f"jinstruct.{module}").register_cli(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Reading and writing the run folder's files: JSON Lines with clear errors, atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class DataError(ValueError):
+    """Bad input: the message names the file, the line and the field."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, field: str | None, problem: str):
+        self.path, self.line, self.field, self.problem = str(path), line, field, problem
+        where = self.path + (f", line {line}" if line is not None else "")
+        what = f"field '{field}': " if field else ""
+        super().__init__(f"{where}: {what}{problem}")
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file and a rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def dumps(obj: Any) -> str:
+    """One JSON line, Japanese kept readable."""
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(mode="json")
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(mode="json")
+    return atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(path, e.lineno, None, f"invalid JSON: {e.msg}") from None
+
+
+def write_jsonl(path: str | os.PathLike[str], records: Iterable[Any]) -> Path:
+    """Write all records at once, atomically."""
+    return atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
+
+
+def append_jsonl(path: str | os.PathLike[str], records: Iterable[Any]) -> None:
+    """Append records and fsync: for append-only logs that a killed run resumes from.
+
+    A line cut off by a kill is dropped by `read_jsonl(..., tolerate_torn_tail=True)`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        for r in records:
+            f.write(dumps(r) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def iter_jsonl(path: str | os.PathLike[str], tolerate_torn_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-empty line; a bad line is a DataError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, None, None, "file not found")
+    with path.open("rb") as f:
+        lines = f.read().split(b"\n")
+    torn = tolerate_torn_tail and lines and lines[-1] != b""
+    for i, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            if torn and i == len(lines):
+                return
+            raise DataError(path, i, None, f"not valid JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise DataError(path, i, None, f"expected a JSON object, got {type(obj).__name__}")
+        yield i, obj
+
+
+def read_jsonl(path: str | os.PathLike[str], tolerate_torn_tail: bool = False) -> list[dict[str, Any]]:
+    return [obj for _, obj in iter_jsonl(path, tolerate_torn_tail)]
+
+
+def validation_error(path: str | os.PathLike[str], line: int | None, err: ValidationError) -> DataError:
+    """Turn pydantic's error into one that names the file, the line and the first bad field."""
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or None
+    return DataError(path, line, field, first["msg"])
+
+
+def load_models(path: str | os.PathLike[str], model: type[M]) -> list[M]:
+    """Read a JSON Lines file into pydantic models, each bad line a DataError naming file, line and field."""
+    out: list[M] = []
+    for line, obj in iter_jsonl(path):
+        try:
+            out.append(model.model_validate(obj))
+        except ValidationError as e:
+            raise validation_error(path, line, e) from None
+    return out
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+
+from jinstruct.config import ConfigError, apply_overrides, load_config, parse_override
+from jinstruct.paths import CONFIGS_DIR
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_unknown_key_names_file_key_and_line(tmp_path):
+    p = write(tmp_path, "name: t\nseeds:\n  english: sample\n  englsh_limit: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert str(p) in msg and "line 4" in msg and "seeds.englsh_limit" in msg and "unknown key" in msg
+
+
+def test_wrong_type_names_key(tmp_path):
+    p = write(tmp_path, "name: t\nseed: many\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "line 2" in str(e.value) and "'seed'" in str(e.value) and "integer" in str(e.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "name: [unclosed\n"))
+
+
+def test_overrides_by_dotted_key(tmp_path):
+    p = write(tmp_path, "name: t\nseed: 1\n")
+    cfg = load_config(p, ["seed=7", "seeds.english_limit=5", "seeds.english=official"])
+    assert cfg.seed == 7 and cfg.seeds.english_limit == 5 and cfg.seeds.english == "official"
+    cfg = load_config(p, {"seeds.english_limit": 2})
+    assert cfg.seeds.english_limit == 2
+
+
+def test_bad_override_is_named(tmp_path):
+    p = write(tmp_path, "name: t\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, ["seeds.nope=1"])
+    assert "(override)" in str(e.value) and "seeds.nope" in str(e.value)
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_override("seed")
+    with pytest.raises(ConfigError, match="is a value"):
+        apply_overrides({"seed": 1}, ["seed.x=2"])
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    cfg = load_config(path)
+    assert cfg.name

@@ -1,0 +1,42 @@
+"""Every notebook is committed without outputs, starts with a description and a `parameters` cell, and its
+py:percent twin says the same thing."""
+
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from jinstruct.paths import NOTEBOOKS_DIR
+from jinstruct.runner import discover
+
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+
+
+def test_there_are_numbered_notebooks():
+    assert discover() and len(discover()) == len(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_outputs_and_parameters_cell(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and len(nb.cells[0].source) > 80, "first cell: what it does"
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    assert "parameters" in first_code.metadata.get("tags", []), "the first code cell is tagged parameters"
+    for name in ("config_path", "run_dir", "overrides"):
+        assert f"{name} =" in first_code.source
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "commit notebooks without outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_twin_in_sync(path: Path):
+    twin = path.with_suffix(".py")
+    assert twin.exists(), f"{twin.name} missing: run `jupytext --sync {path}`"
+    nb = nbformat.read(path, as_version=4)
+    py = jupytext.read(twin)
+    pairs = list(zip(nb.cells, py.cells, strict=True))
+    for a, b in pairs:
+        assert (a.cell_type, a.source.strip()) == (b.cell_type, b.source.strip())
+        assert a.metadata.get("tags", []) == b.metadata.get("tags", [])

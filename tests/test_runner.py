@@ -1,0 +1,119 @@
+"""The papermill runner on small test notebooks: order, parameters, manifest, resume, --force, failures, secrets."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from jinstruct.io import read_json, sha256_file
+from jinstruct.runner import Runner, StageFailed, select
+
+PARAMS = 'config_path = None\nrun_dir = None\noverrides = {}\n'
+
+
+def notebook(path: Path, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells.append(nbformat.v4.new_markdown_cell("# test stage"))
+    nb.cells.append(nbformat.v4.new_code_cell(PARAMS, metadata={"tags": ["parameters"]}))
+    nb.cells.extend(nbformat.v4.new_code_cell(c) for c in cells)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def project(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    notebook(nbs / "01_write.ipynb",
+             "from pathlib import Path\nfrom jinstruct.config import load_config\n"
+             "cfg = load_config(config_path, overrides)\n"
+             "out = Path(run_dir) / 'data' / 'a.txt'\nout.parent.mkdir(parents=True, exist_ok=True)\n"
+             "out.write_text(f'seed={cfg.seed}')")
+    notebook(nbs / "02_read.ipynb",
+             "from pathlib import Path\n"
+             "a = (Path(run_dir) / 'data' / 'a.txt').read_text()\n"
+             "(Path(run_dir) / 'data' / 'b.txt').write_text(a + ' read')")
+    (nbs / "README.ipynb").write_text("not a stage")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("name: demo\nseed: 3\n")
+    return tmp_path
+
+
+def runner(project: Path, **kw) -> Runner:
+    return Runner(project / "cfg.yaml", notebooks_dir=project / "notebooks", runs_dir=project / "runs",
+                  log=lambda m: None, **kw)
+
+
+def test_runs_in_order_with_parameters_and_manifest(project):
+    outcomes = runner(project, overrides=["seed=9"]).run()
+    assert [(o.stage, o.status) for o in outcomes] == [("01_write", "ok"), ("02_read", "ok")]
+    run_dir = project / "runs" / "demo"
+    assert (run_dir / "data" / "b.txt").read_text() == "seed=9 read"
+    m = read_json(run_dir / "manifest.json")
+    assert m["config"]["seed"] == 9 and m["overrides"] == {"seed": 9}
+    assert list(m["stages"]) == ["01_write", "02_read"]
+    s1, s2 = m["stages"]["01_write"], m["stages"]["02_read"]
+    assert s1["status"] == s2["status"] == "ok" and s1["start"] <= s2["start"] and s1["seconds"] > 0
+    assert s1["outputs"] == {"data/a.txt": {"sha256": sha256_file(run_dir / "data/a.txt"), "size": 6}}
+    assert list(s2["outputs"]) == ["data/b.txt"]
+    assert m["environment"]["python"].startswith("3.") and m["environment"]["packages"]["papermill"]
+    assert "commit" in m["environment"]["git"] and "dirty" in m["environment"]["git"]
+    executed = nbformat.read(run_dir / "notebooks" / "01_write.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "seed" in injected[0].source and str(run_dir) in injected[0].source
+    assert (run_dir / "config.yaml").read_text().startswith("name: demo")
+
+
+def test_resume_skips_unchanged_and_force_reruns(project):
+    runner(project).run()
+    again = runner(project).run()
+    assert [o.status for o in again] == ["skipped", "skipped"]
+    # a changed config re-runs the first stage; the second re-runs because its input changed
+    changed = runner(project, overrides=["seed=4"]).run()
+    assert [o.status for o in changed] == ["ok", "ok"]
+    forced = runner(project, overrides=["seed=4"], force=True).run("02")
+    assert [(o.stage, o.status) for o in forced] == [("02_read", "ok")]
+    # a deleted output makes its stage run again
+    (project / "runs" / "demo" / "data" / "b.txt").unlink()
+    assert [o.status for o in runner(project, overrides=["seed=4"]).run()] == ["skipped", "ok"]
+
+
+def test_failure_names_notebook_and_cell_and_stops(project):
+    notebook(project / "notebooks" / "01_write.ipynb", "x = 1", "raise ValueError('bad seed file')")
+    with pytest.raises(StageFailed) as e:
+        runner(project).run()
+    msg = str(e.value)
+    assert "01_write" in msg and "ValueError: bad seed file" in msg and "cell 4 of the executed notebook (In [4]" in msg
+    assert str(project / "runs" / "demo" / "notebooks" / "01_write.ipynb") in msg
+    m = read_json(project / "runs" / "demo" / "manifest.json")
+    assert m["stages"]["01_write"]["status"] == "failed" and "02_read" not in m["stages"]
+    assert (project / "runs" / "demo" / "notebooks" / "01_write.ipynb").exists()
+
+
+def test_no_secret_reaches_notebook_log_or_manifest(project, monkeypatch):
+    secret = "sk-test-9f8e7d6c5b4a3210"
+    monkeypatch.setenv("MY_API_KEY", secret)
+    monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnop")
+    notebook(project / "notebooks" / "02_read.ipynb",
+             "import os\nprint(os.environ['MY_API_KEY'], os.environ['HF_TOKEN'])\n"
+             "raise RuntimeError('failed with ' + os.environ['MY_API_KEY'])")
+    with pytest.raises(StageFailed) as e:
+        runner(project).run()
+    assert secret not in str(e.value) and "***" in str(e.value)
+    run_dir = project / "runs" / "demo"
+    for f in run_dir.rglob("*"):
+        if f.is_file():
+            text = f.read_text(encoding="utf-8")
+            assert secret not in text and "hf_abcdefghijklmnop" not in text, f
+
+
+def test_stage_selection():
+    paths = [Path(f"{i:02d}_x.ipynb") for i in range(1, 10)]
+    assert [p.name[:2] for p in select(paths, "01-03,05")] == ["01", "02", "03", "05"]
+    assert select(paths, None) == paths
+    with pytest.raises(ValueError):
+        select(paths, "x")
+    with pytest.raises(ValueError):
+        select(paths, "12")
