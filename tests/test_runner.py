@@ -117,3 +117,30 @@ def test_stage_selection():
         select(paths, "x")
     with pytest.raises(ValueError):
         select(paths, "12")
+
+
+def test_sweep_expands_grid_and_runs_each(project):
+    from jinstruct.sweep import execute, expand, load_sweep
+
+    spec_path = project / "sweep.yaml"
+    spec_path.write_text(
+        f"name: sw\nconfig: {project / 'cfg.yaml'}\nnotebooks: {project / 'notebooks'}\n"
+        "set: {seeds.english_limit: 2}\ngrid:\n  seed: [1, 2]\n  seeds.english: [sample, official]\n")
+    spec = load_sweep(spec_path)
+    runs = expand(spec)
+    assert [r.name for r in runs] == ["sw-01", "sw-02", "sw-03", "sw-04"]
+    assert runs[3].overrides == {"seeds.english_limit": 2, "seed": 2, "seeds.english": "official"}
+    done = execute(spec, jobs=2, runs_dir=project / "runs", log=lambda m: None)
+    assert [r.status for r in done] == ["ok"] * 4
+    assert (project / "runs" / "sw-04" / "data" / "b.txt").read_text() == "seed=2 read"
+    assert read_json(project / "runs" / "sw-02" / "manifest.json")["config"]["seeds"]["english"] == "official"
+    summary = (project / "runs" / "sw-summary.md").read_text()
+    assert summary.count("| ok ") == 4 and "seeds.english" in summary
+
+
+def test_cli_run_reports_failure(project, capsys):
+    from jinstruct.__main__ import main
+
+    rc = main(["run", "--config", str(project / "cfg.yaml"), "--set", "nokey=1",
+               "--notebooks", str(project / "notebooks"), "--runs-dir", str(project / "runs")])
+    assert rc == 1 and "nokey" in capsys.readouterr().err

@@ -17,7 +17,8 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         run(args.config, args.set, stages=args.stages, name=args.name, force=args.force,
-            **({"runs_dir": Path(args.runs_dir)} if args.runs_dir else {}))
+            **({"runs_dir": Path(args.runs_dir)} if args.runs_dir else {}),
+            **({"notebooks_dir": Path(args.notebooks)} if args.notebooks else {}))
     except (ConfigError, StageFailed, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -51,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--name", help="run name (default: the config's name); results land in runs/<name>/")
     r.add_argument("--force", action="store_true", help="re-run stages even when unchanged")
     r.add_argument("--runs-dir", help="where run folders go (default: runs/)")
+    r.add_argument("--notebooks", help="folder of numbered notebooks (default: notebooks/)")
     r.set_defaults(func=_run)
 
     s = sub.add_parser("sweep", help="expand a grid of overrides into runs and execute them")

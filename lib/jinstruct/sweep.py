@@ -33,6 +33,7 @@ class SweepSpec(Strict):
     name: str
     config: str
     stages: str | None = None
+    notebooks: str | None = None  # folder of numbered notebooks (default: notebooks/)
     set: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]]
 
@@ -72,6 +73,8 @@ def _argv(spec: SweepSpec, run: SweepRun, force: bool, runs_dir: Path | None) ->
         argv += ["--set", f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"]
     if spec.stages:
         argv += ["--stages", spec.stages]
+    if spec.notebooks:
+        argv += ["--notebooks", str(resolve_path(spec.notebooks))]
     if force:
         argv.append("--force")
     if runs_dir is not None:
