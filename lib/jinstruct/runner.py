@@ -172,11 +172,13 @@ class Runner:
         import papermill as pm
 
         params = {"config_path": str(self.config_path), "run_dir": str(self.run_dir), "overrides": self.overrides}
+        # notebooks paired by jupytext carry no kernelspec: they run on this Python's kernel
+        kernel = self.kernel_name or nbformat.read(nb, as_version=4).metadata.get("kernelspec", {}).get("name")
         tmpdir = Path(tempfile.mkdtemp(prefix="jinstruct-nb-"))
         tmp_out = tmpdir / nb.name
         try:
             pm.execute_notebook(str(nb), str(tmp_out), parameters=params, cwd=str(nb.parent),
-                                kernel_name=self.kernel_name, progress_bar=False, log_output=False)
+                                kernel_name=kernel or "python3", language="python", progress_bar=False, log_output=False)
         finally:
             # executed notebooks are kept with every secret value scrubbed; papermill wrote to a temp folder
             if tmp_out.exists():
