@@ -1,0 +1,69 @@
+"""Stage 06 in a few calls: judge the run's answers (pairwise in both orders, and 1-10), then tabulate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from jinstruct.config import resolve_path
+from jinstruct.fastchat import (Answer, Question, judgment_path, load_answer_dir, load_pairwise_judgments,
+                                load_single_judgments)
+from jinstruct.judge import JudgeReport, judge_pairwise, judge_single
+from jinstruct.judge_prompts import load_prompts, pairwise_tasks, single_tasks
+from jinstruct.results import (categories_of, judge_diagnostics, mean_scores, pairwise_by_category, pairwise_frame,
+                               pairwise_summary, single_frame)
+
+
+@dataclass
+class Judging:
+    judge: str
+    pairwise: JudgeReport | None = None
+    single: JudgeReport | None = None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def run_judging(section: Any, client: Any, questions: list[Question], references: dict[Any, Answer],
+                answers_dir: Path, out_dir: Path, seed: int = 0) -> Judging:
+    """Judge every model with answers in `answers_dir` as `section` (a `settings.JudgeSection`) says, into
+    `<out_dir>/<judge>_pair.jsonl` and `<judge>_single.jsonl` (resuming), and compute the result tables."""
+    answers = load_answer_dir(answers_dir)
+    models = sorted(answers)
+    if section.baseline is not None and section.baseline not in answers:
+        raise KeyError(f"judge.baseline {section.baseline!r} has no answers in {answers_dir} (have: {models})")
+    prompts = load_prompts(resolve_path(section.prompts) if section.prompts else None)
+    judge = section.name or client.settings.model_name()
+    common = dict(mode=section.mode, max_tokens=section.max_tokens, max_attempts=section.max_attempts,
+                  max_reasoning_chars=section.max_reasoning_chars, judge_name=judge, seed=seed)
+    result = Judging(judge)
+    cats = categories_of(questions)
+    if section.pairwise:
+        tasks = pairwise_tasks(questions, answers, models, prompts, baseline=section.baseline,
+                               reference_answers=references)
+        result.pairwise = judge_pairwise(client, tasks, out_dir, **common)
+        games = pairwise_frame(load_pairwise_judgments(judgment_path(out_dir, judge, "pair")), cats)
+        rounds = section.bootstrap_rounds
+        result.tables["pairwise"] = pairwise_summary(games, section.baseline, rounds, seed)
+        result.tables["pairwise_by_category"] = pairwise_by_category(games, section.baseline, rounds, seed)
+        result.tables["diagnostics"] = judge_diagnostics(games)
+    if section.single:
+        tasks = single_tasks(questions, answers, models, prompts, reference_answers=references)
+        result.single = judge_single(client, tasks, out_dir, **common)
+        scores = single_frame(load_single_judgments(judgment_path(out_dir, judge, "single")), cats)
+        result.tables["single"] = mean_scores(scores, ("model",), section.bootstrap_rounds, seed)
+        result.tables["single_by_category"] = mean_scores(scores, ("model", "category"), section.bootstrap_rounds,
+                                                          seed)
+    return result
+
+
+def save_tables(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
+    """Each table as CSV (for spreadsheets) next to the judgments."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, table in tables.items():
+        path = out_dir / f"{name}.csv"
+        table.to_csv(path)
+        paths.append(path)
+    return paths

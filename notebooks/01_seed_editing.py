@@ -1,0 +1,79 @@
+# %% [markdown]
+# # 01 Seed editing: English seed tasks to post-edited Japanese seeds
+#
+# The method's only human step. The English self-instruct seed tasks are machine-translated through the LLM client
+# (structure kept; code, numbers, URLs and placeholders protected), exported as a post-editing sheet (one row per field:
+# English, machine translation, and an `edited` column to correct in a spreadsheet or in JupyterLab), and the edited
+# sheet is validated and read back. The effort report measures the human work: tasks touched, characters changed,
+# share of fields accepted as they were.
+#
+# On the tiny config the shipped Japanese seeds (`data/seeds/ja_seed_tasks.jsonl`) stand in for the human edits.
+# To post-edit for real: run this notebook once, edit `seeds/postedit_sheet.csv` in the run folder, save it, and set
+# `seeds.edited_sheet` to its path.
+#
+# **Reads**: English seeds (`seeds.english`: the shipped sample, or the official 175, checksum-pinned).
+# **Writes** (in the run folder): `seeds/machine_translated.jsonl`, `seeds/translation_report.csv`,
+# `seeds/postedit_sheet.csv`, `seeds/post_edited.jsonl`, `seeds/ja_seed_tasks.jsonl` (what generation uses),
+# `seeds/effort.json`, `figures/01_edit_distance.png`.
+
+# %% tags=["parameters"]
+config_path = None  # None: configs/tiny.yaml
+run_dir = None  # None: runs/<config name>
+overrides = {}  # dotted keys, e.g. {"seeds.english_limit": 5}
+
+# %%
+from jinstruct.config import resolve_path
+from jinstruct.io import write_json
+from jinstruct.postedit import plot_edit_distance
+from jinstruct.seed_editing import edit_seeds
+from jinstruct.seeds import english_seeds
+from jinstruct.stage import Stage
+
+st = Stage.open("01_seed_editing", config_path, run_dir, overrides)
+cfg = st.cfg.seeds
+english = english_seeds(cfg.english, limit=cfg.english_limit)
+print(f"{len(english)} English seed tasks ({cfg.english})")
+english[0]
+
+# %% [markdown]
+# ## Machine translation, the sheet, and the edits
+
+# %%
+client = st.client(cfg.endpoint)
+result = edit_seeds(
+    english, client, st.dir("seeds"),
+    shipped_seeds=resolve_path(cfg.japanese),
+    edited_sheet=resolve_path(cfg.edited_sheet) if cfg.edited_sheet else None,
+    max_tokens=cfg.max_tokens, max_field_chars=cfg.max_field_chars,
+)
+print(client.ledger)
+result.translation.table()
+
+# %%
+print("sheet to post-edit:", result.sheet)
+print("edits read from:   ", result.edited_sheet)
+result.translation.tasks[0]
+
+# %% [markdown]
+# ## The human effort
+
+# %%
+write_json(st.path("seeds", "effort.json"), result.effort.summary)
+result.effort.summary
+
+# %%
+result.effort.per_task()
+
+# %%
+fig = plot_edit_distance(result.effort)
+fig.savefig(st.path("figures", "01_edit_distance.png"), dpi=120, bbox_inches="tight")
+fig
+
+# %% [markdown]
+# ## The Japanese seeds the next stages use
+
+# %%
+print(f"{len(result.seeds)} Japanese seed tasks -> {result.seeds_path}")
+kinds = {"classification": sum(t.is_classification for t in result.seeds),
+         "empty input": sum(all(not i.input for i in t.instances) for t in result.seeds)}
+kinds

@@ -1,0 +1,47 @@
+# %% [markdown]
+# # 04 QLoRA training: tune the base models on the filtered instructions
+#
+# Each model under `train.models` is loaded in 4-bit NF4 with double quantization (bitsandbytes), gets LoRA adapters
+# on every linear layer except the output head, and is tuned with TRL's SFTTrainer on the conversational training file,
+# with the loss on the response tokens only, a held-out split for the eval loss, and checkpoints to resume from.
+# The same code runs on many GPUs: `accelerate launch -m jinstruct train --config FILE`.
+#
+# On the tiny config the tiny local Llama trains in 4-bit on the CPU for a few steps.
+#
+# **Reads**: `data/train.jsonl` (TRL messages format, written by 03).
+# **Writes**: `models/<name>/adapter/` (with `training_card.json`), `models/<name>/train_log.jsonl`, TensorBoard logs,
+# `figures/04_loss.png`.
+
+# %% tags=["parameters"]
+config_path = None  # None: configs/tiny.yaml
+run_dir = None  # None: runs/<config name>
+overrides = {}  # dotted keys, e.g. {"train.train_file": "data/train.jsonl"}
+
+# %%
+import pandas as pd
+
+from jinstruct.stage import Stage, resolve_model
+from jinstruct.train import TrainParams, train
+from jinstruct.train_figures import loss_figure, loss_frame
+
+st = Stage.open("04_qlora_training", config_path, run_dir, overrides)
+train_file = st.path(st.cfg.train.train_file)
+print(f"training data: {train_file}")
+pd.DataFrame([m.model_dump() for m in st.cfg.train.models]).set_index("name").T
+
+# %%
+results = {}
+for spec in st.cfg.train.models:
+    params = TrainParams(**{**spec.model_dump(exclude={"name"}), "base_model": resolve_model(spec.base_model)})
+    results[spec.name] = train(params, train_file, st.dir("models", spec.name))
+pd.DataFrame([r.model_dump(exclude={"out_dir", "merged_dir", "log_path"}) for r in results.values()],
+             index=list(results))
+
+# %% [markdown]
+# ## Loss curves
+
+# %%
+losses = loss_frame({name: r.log_path for name, r in results.items()})
+fig = loss_figure(losses)
+fig.savefig(st.path("figures", "04_loss.png"), dpi=120, bbox_inches="tight")
+fig
