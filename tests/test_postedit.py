@@ -330,3 +330,20 @@ def test_plot_edit_distance_histogram_with_japanese_labels() -> None:
     assert "67%" in ax.get_title()
     families = matplotlib.rcParams["font.family"]
     assert any("IPAex" in f or "Noto" in f for f in families)
+
+
+def test_stand_in_sheet_fills_a_field_the_machine_dropped_with_the_english(tmp_path):
+    # the machine translation lost t2's second input; the stand-in edits have one instance only
+    machine = [MACHINE[0], seed("t2", "そのレビューは肯定的ですか?", ("素晴らしい料理。", "はい"), ("", "いいえ"), cls=True)]
+    stand_in = [seed("t2", "このレビューは好意的ですか?", ("料理が最高。", "はい"))]
+    path = sheet_from_tasks(machine, stand_in, tmp_path / "edited.csv", english=ENGLISH)
+    rows = {(r["task_id"], r["field"]): r["edited"] for r in read_rows(path)}
+    assert rows[("t2", "instances.1.input")] == "Cold soup, 2 stars."
+    assert rows[("t2", "instruction")] == "このレビューは好意的ですか?"
+    edited = import_sheet(path, machine)
+    assert edited[1].instances[1].input == "Cold soup, 2 stars."
+    # a sheet for a person keeps the dropped field empty, so that importing it unfilled is an error
+    blank = export_sheet(ENGLISH, machine, tmp_path / "sheet.csv")
+    assert {(r["task_id"], r["field"]): r["edited"] for r in read_rows(blank)}[("t2", "instances.1.input")] == ""
+    with pytest.raises(DataError, match="instances.1.input"):
+        import_sheet(blank, machine)

@@ -69,7 +69,11 @@ def _rows(
     pairs: Sequence[tuple[SeedTask | None, SeedTask]],
     edited: Mapping[str, SeedTask],
     notes: Mapping[str, Sequence[str]],
+    english_fallback: bool = False,
 ) -> list[dict[str, str]]:
+    """One row per field; `edited` prefilled from the edited task, else the machine text, else (with
+    `english_fallback`, for stand-in edits only) the English, so that no edited cell is empty where the English
+    is not."""
     rows = []
     for e, m in pairs:
         eng = dict(task_fields(e)) if e is not None else {}
@@ -82,7 +86,7 @@ def _rows(
                     "field": field,
                     "english": eng.get(field, ""),
                     "machine": text,
-                    "edited": ed.get(field, text),
+                    "edited": ed.get(field) or text or (eng.get(field, "") if english_fallback else ""),
                     "note": note if field == "instruction" else "",
                 }
             )
@@ -115,7 +119,7 @@ def sheet_from_tasks(
     """
     edited = {t.id: t for t in edited_tasks}
     pairs = _pair(english, machine) if english is not None else [(None, m) for m in machine]
-    return _write(path, _rows(pairs, edited, {}))
+    return _write(path, _rows(pairs, edited, {}, english_fallback=True))
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
