@@ -6,12 +6,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jinstruct.io import atomic_write_text, dumps
-from jinstruct.llm.cache import ResponseCache, default_cache_path
+
+if TYPE_CHECKING:
+    from jinstruct.llm.cache import ResponseCache
 
 
 def _open(args: argparse.Namespace) -> ResponseCache:
+    from jinstruct.llm.cache import ResponseCache, default_cache_path  # imported here: the CLI starts fast
+
     path = Path(args.cache) if args.cache else default_cache_path()
     if not path.exists():
         raise SystemExit(f"no LLM cache at {path}")

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from jinstruct.paths import cache_dir
+from jinstruct.paths import REPO_ROOT
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -31,8 +31,8 @@ CREATE TABLE IF NOT EXISTS responses (
 
 
 def default_cache_path() -> Path:
-    """$JINSTRUCT_CACHE/llm/responses.sqlite3 (else under ~/.cache/jinstruct)."""
-    return cache_dir() / "llm" / "responses.sqlite3"
+    """runs/llm_cache.sqlite: the cache every config uses unless its `llm.cache` says otherwise."""
+    return REPO_ROOT / "runs" / "llm_cache.sqlite"
 
 
 class ResponseCache:

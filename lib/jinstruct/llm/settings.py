@@ -39,33 +39,33 @@ class EndpointSettings(BaseModel):
     # Never echo a rejected value: someone may paste a key into the wrong field.
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    base_url: str = EMBEDDED
-    model: str = ""
-    api_key_env: str | None = "OPENAI_API_KEY"
-    embedded_model: Path | None = None
+    base_url: str = EMBEDDED  # "embedded" (in-process offline backend) or an OpenAI-compatible http(s) URL
+    model: str = ""  # the name sent (and part of every cache key); embedded: defaults to the model folder's name
+    api_key_env: str | None = "OPENAI_API_KEY"  # NAME of the env var (or .env entry) with the key; null: no key
+    embedded_model: Path | None = None  # the local Hugging Face model folder the embedded backend serves
 
-    concurrency: int = Field(default=8, ge=1)
-    requests_per_minute: float | None = Field(default=None, gt=0)
-    tokens_per_minute: float | None = Field(default=None, gt=0)
-    timeout_s: float = Field(default=120.0, gt=0)
-    max_retries: int = Field(default=6, ge=0)
-    backoff_base_s: float = Field(default=1.0, gt=0)
+    concurrency: int = Field(default=8, ge=1)  # requests in flight at once
+    requests_per_minute: float | None = Field(default=None, gt=0)  # client-side pacing (None: none)
+    tokens_per_minute: float | None = Field(default=None, gt=0)  # counts estimated prompt + max_tokens x n
+    timeout_s: float = Field(default=120.0, gt=0)  # per call, the whole call
+    max_retries: int = Field(default=6, ge=0)  # on 408/409/429/5xx, timeouts, connection errors, malformed bodies
+    backoff_base_s: float = Field(default=1.0, gt=0)  # retry k waits base * 2**k (jittered) unless Retry-After says
     backoff_max_s: float = Field(default=60.0, gt=0)
-    structured_retries: int = Field(default=2, ge=0)
+    structured_retries: int = Field(default=2, ge=0)  # fresh draws after an invalid structured reply
 
-    default_max_tokens: int | None = Field(default=None, ge=1)
-    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    extra_body: dict[str, Any] = Field(default_factory=dict)
+    default_max_tokens: int | None = Field(default=None, ge=1)  # for requests without max_tokens
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"  # OpenAI's newer models: the latter
+    extra_body: dict[str, Any] = Field(default_factory=dict)  # more request fields (e.g. vLLM's top_k); in the key
 
-    pricing: dict[str, ModelPrice] = Field(default_factory=dict)
-    budget_usd: float | None = Field(default=None, ge=0)
+    pricing: dict[str, ModelPrice] = Field(default_factory=dict)  # model -> USD per million input/output tokens
+    budget_usd: float | None = Field(default=None, ge=0)  # the stage stops before a call could pass it
 
-    http_backend: Literal["auto", "openai", "aiohttp"] = "auto"
+    http_backend: Literal["auto", "openai", "aiohttp"] = "auto"  # auto: aiohttp when installed, else openai's client
 
-    use_batch_api: bool = False
-    batch_discount: float = Field(default=0.5, gt=0, le=1)
+    use_batch_api: bool = False  # send through the OpenAI Batch API (needs a run folder)
+    batch_discount: float = Field(default=0.5, gt=0, le=1)  # the fraction of the price a batch pays
     batch_poll_s: float = Field(default=30.0, gt=0)
-    batch_wait_s: float | None = Field(default=None, gt=0)
+    batch_wait_s: float | None = Field(default=None, gt=0)  # give up waiting (BatchPending; re-run collects); None: wait
 
     @field_validator("api_key_env")
     @classmethod
