@@ -8,6 +8,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -400,6 +401,25 @@ def test_an_in_process_app_gets_its_lifespan_and_state(tmp_path):
         assert client.chat(ChatRequest.user("hi")).text == "こんにちは"
         assert events == ["startup"]
     assert events == ["startup", "shutdown"]
+
+
+def test_stream_keeps_going_when_the_caller_is_slower_than_the_endpoint(tmp_path):
+    # finished results must reach a slow caller even when every window permit is held: no deadlock
+    client, state = fake_client(tmp_path, concurrency=4)
+    with client:
+        seen = []
+        done = threading.Event()
+
+        def consume():
+            for result in client.stream(ChatRequest.user(f"質問{i}") for i in range(120)):
+                time.sleep(0.005)
+                seen.append(result.index)
+            done.set()
+
+        worker = threading.Thread(target=consume, daemon=True)
+        worker.start()
+        assert done.wait(60), f"stream stalled after {len(seen)} results"
+        assert sorted(seen) == list(range(120)) and state.calls == 120
 
 
 def test_astream_pulls_lazily_and_stops_early(tmp_path):

@@ -470,6 +470,9 @@ class LLMClient:
             while True:
                 while not exhausted and len(running) < limit and not self.ledger.stopped:
                     if window is not None:
+                        if window.locked() and not finished.empty():
+                            # the caller is behind: hand over what is done first, or its permits never come back
+                            break
                         await window.acquire()
                     try:
                         req = next(source)
