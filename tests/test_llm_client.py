@@ -444,3 +444,12 @@ def test_astream_pulls_lazily_and_stops_early(tmp_path):
         time.sleep(0.2)
         assert len(got) == 5 and all(r.ok for r in got)
         assert len(pulled) <= 5 + 3 * 3 and state.calls <= len(pulled)
+
+
+def test_ledger_reads_as_one_line(tmp_path):
+    client, _ = fake_client(tmp_path, stage="02_generation")
+    with client:
+        client.chat_many([ChatRequest.user("a"), ChatRequest.user("b")])
+        client.chat_many([ChatRequest.user("a")])
+        text = str(client.ledger)
+    assert text.startswith("02_generation: 3 requests (1 cached, 0 failed, 0 cut off), 2 calls")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from jinstruct.config import Strict
+from jinstruct.filters import FilterParams
 from jinstruct.llm.settings import EndpointSettings
 from jinstruct.train import TrainParams
 
@@ -28,6 +29,26 @@ class SeedsSection(Strict):
     max_field_chars: int | None = None  # cap each translated field (tiny models only; strict OpenAI rejects it)
     japanese: str = "data/seeds/ja_seed_tasks.jsonl"  # the shipped post-edited Japanese seeds
     edited_sheet: str | None = None  # a post-editing sheet edited by a person; None: the shipped seeds stand in
+
+
+class GenerateSection(Strict):
+    """02: self-instruct from the Japanese seeds, or the machine-translated Alpaca baseline."""
+
+    recipe: Literal["self_instruct", "translate"] = "self_instruct"
+    endpoint: str = "generator"
+    target: int = Field(default=52_000, ge=1)  # self_instruct: exactly this many instructions
+    num_demos: int = 3  # demonstrations per request (Alpaca: 3)
+    num_generated_demos: int = 0  # of them, drawn from generated tasks (self-instruct mixes some in)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 3072
+    structured: bool = False  # ask for a JSON list of tasks (endpoints with structured outputs)
+    max_tasks: int | None = None  # bound the JSON list (tiny models only)
+    max_field_chars: int | None = None  # bound each JSON field (tiny models only)
+    threshold: float = 0.7  # ROUGE-L: keep a candidate iff its best score against pool + seeds is at most this
+    tokens: Literal["char", "word"] = "char"
+    english: Literal["sample", "official"] = "sample"  # translate: the shipped sample or Stanford Alpaca 52K
+    english_limit: int | None = None  # translate: the first N records
 
 
 class TrainModel(TrainParams):
@@ -95,6 +116,8 @@ class RunConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     llm: LLMSection = Field(default_factory=LLMSection)
     seeds: SeedsSection = Field(default_factory=SeedsSection)
+    generate: GenerateSection = Field(default_factory=GenerateSection)
+    filter: FilterParams = Field(default_factory=FilterParams)  # 03: heuristics, then exact ROUGE-L dedup
     train: TrainSection = Field(default_factory=TrainSection)
     answer: AnswerSection = Field(default_factory=AnswerSection)
     judge: JudgeSection = Field(default_factory=JudgeSection)

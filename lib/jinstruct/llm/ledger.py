@@ -163,6 +163,13 @@ class Ledger:
         if model and model not in r.models:
             r.models.append(model)
 
+    def __str__(self) -> str:
+        r = self.record
+        budget = f" of a ${r.budget_usd:.2f} budget" if r.budget_usd is not None else ""
+        return (f"{r.stage or 'ledger'}: {r.requests} requests ({r.cached} cached, {r.failed} failed, "
+                f"{r.truncated} cut off), {r.calls} calls, {r.prompt_tokens:,} prompt + {r.completion_tokens:,} "
+                f"completion tokens, ${r.cost_usd:.4f} spent{budget}, ${r.saved_usd:.4f} saved by the cache")
+
     def save(self, every_s: float = 0.0) -> None:
         """Write the ledger atomically (at most once per `every_s` seconds when that is given)."""
         now = time.monotonic()

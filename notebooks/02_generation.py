@@ -1,0 +1,56 @@
+# %% [markdown]
+# # 02 Generation: Japanese self-instruct, or the machine-translated baseline
+#
+# `recipe: self_instruct` grows the post-edited Japanese seeds into instructions the way the Alpaca bootstrap does:
+# each request shows 3 demonstrations sampled from the seeds, numbered 1..3, and asks the model to continue the list to
+# 20 diverse Japanese tasks (temperature 1.0). Each reply is parsed into instruction / input / output, and a candidate
+# joins the pool only if its highest ROUGE-L against the pool and the seeds is at most 0.7, until exactly `target`
+# instructions are kept. A killed run resumes from its output and the LLM cache without paying twice.
+#
+# `recipe: translate` builds the baseline the paper compares against: English Alpaca-format data machine-translated
+# into Japanese through the same client.
+#
+# **Reads**: `seeds/ja_seed_tasks.jsonl` (from 01), or English Alpaca data (`generate.english`).
+# **Writes**: `data/generated.jsonl` (with `generated.progress.jsonl` and `generated.state.json` for resuming),
+# `figures/02_kept_vs_generated.png`.
+
+# %% tags=["parameters"]
+config_path = None  # None: configs/tiny.yaml
+run_dir = None  # None: runs/<config name>
+overrides = {}  # dotted keys, e.g. {"generate.target": 200} or {"generate.recipe": "translate"}
+
+# %%
+import pandas as pd
+
+from jinstruct.generate import load_generated, plot_kept_vs_generated, request_series
+from jinstruct.generation import estimate_generation, run_generation
+from jinstruct.stage import Stage
+
+st = Stage.open("02_generation", config_path, run_dir, overrides)
+cfg = st.cfg.generate
+client = st.client(cfg.endpoint)
+seeds_path = st.path("seeds", "ja_seed_tasks.jsonl")
+out_path = st.path("data", "generated.jsonl")
+print(f"recipe {cfg.recipe}" + (f", target {cfg.target}" if cfg.recipe == "self_instruct" else ""))
+print(estimate_generation(cfg, client, seeds_path, seed=st.cfg.seed))
+
+# %%
+stats = run_generation(cfg, client, seeds_path, out_path, seed=st.cfg.seed)
+print(client.ledger)
+stats.table()
+
+# %% [markdown]
+# ## A sample of what was generated
+
+# %%
+records = load_generated(out_path)
+pd.DataFrame(records)[["instruction", "input", "output"]].head(10)
+
+# %% [markdown]
+# ## Kept versus generated over requests
+
+# %%
+if cfg.recipe == "self_instruct":
+    fig = plot_kept_vs_generated(request_series(out_path))
+    fig.savefig(st.path("figures", "02_kept_vs_generated.png"), dpi=120, bbox_inches="tight")
+    display(fig)
