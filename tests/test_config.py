@@ -57,3 +57,15 @@ def test_bad_override_is_named(tmp_path):
 def test_shipped_configs_validate(path):
     cfg = load_config(path)
     assert cfg.name
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS_DIR / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_sweeps_expand_into_valid_configs(path):
+    from jinstruct.config import resolve_path
+    from jinstruct.sweep import expand, load_sweep
+
+    spec = load_sweep(path)
+    runs = expand(spec)
+    assert len(runs) == len({r.name for r in runs}) > 1
+    for run in runs:
+        load_config(resolve_path(spec.config), run.overrides)

@@ -234,3 +234,14 @@ def test_figures_render_japanese_without_missing_glyphs(result: FilterResult, tm
             fig.savefig(tmp_path / f"{i}.png")
     texts = [t.get_text() for t in figures[0].axes[0].get_yticklabels()]
     assert "kept" in texts and figures[0].axes[0].get_title() == "フィルタの結果(理由別)"
+
+
+def test_statistics_and_figures_of_an_empty_result() -> None:
+    empty = filter_records([], [], FilterParams())
+    assert rejection_table(empty).values.tolist() == [["kept", 0, 0.0]]
+    assert length_summary([]).loc["output", "records"] == 0
+    assert nearest_seed_scores([], SEEDS).empty
+    assert top_predicate_objects(predicate_objects([])).empty
+    for fig in (plot_rejections(rejection_table(empty)), plot_lengths(lengths([])),
+                plot_predicate_objects(top_predicate_objects(predicate_objects(["日本の首都は？"])))):
+        assert isinstance(fig, Figure)

@@ -28,21 +28,21 @@ FIELDS = ("instruction", "input", "output")
 
 
 def markdown_table(df: pd.DataFrame, index: bool = True, floatfmt: str = ".1f") -> str:
-    """A pipe table (pandas' to_markdown needs `tabulate`, which the project does not depend on)."""
-    cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
-    rows = []
-    for idx, row in df.iterrows():
-        cells = [str(idx)] if index else []
-        for value in row:
-            if isinstance(value, (float, np.floating)):
-                cells.append(format(float(value), floatfmt))
-            elif isinstance(value, (int, np.integer)):
-                cells.append(f"{int(value):,}")
-            else:
-                cells.append(str(value).replace("|", "\\|"))
-        rows.append(cells)
-    align = ["---" if i == 0 and index else "---:" for i in range(len(cols))]
-    return "\n".join("| " + " | ".join(r) + " |" for r in [cols, align, *rows])
+    """A pipe table (pandas' to_markdown needs `tabulate`, which the project does not depend on): text columns
+    left-aligned, numbers right-aligned, floats with `floatfmt`, integers with thousands separators."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, (float, np.floating)):
+            return format(float(value), floatfmt)
+        if isinstance(value, (int, np.integer)):
+            return f"{int(value):,}"
+        return str(value).replace("|", "\\|")
+
+    header = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
+    numeric = ([False] if index else []) + [pd.api.types.is_numeric_dtype(t) for t in df.dtypes]
+    rows = [[cell(v) for v in (row if index else row[1:])] for row in df.itertuples(index=True, name=None)]
+    align = ["---:" if n else "---" for n in numeric]
+    return "\n".join("| " + " | ".join(r) + " |" for r in [header, align, *rows])
 
 
 # --- rejections -------------------------------------------------------------------------------------------------
@@ -122,8 +122,13 @@ def nearest_seed_scores(
                 for i, s in enumerate(seeds)]
     vocab: dict[str, str] = {}
 
-    def encode(text: str) -> str:
-        return "".join(vocab.setdefault(t, chr(len(vocab) + 0x4E00)) for t in tokenize(text, tokens))
+    def encode(text: str) -> str:  # tokens as code points, so that rapidfuzz compares them as units
+        out = []
+        for t in tokenize(text, tokens):
+            if t not in vocab:
+                vocab[t] = chr(len(vocab) + (0x800 if len(vocab) >= 0xD800 else 0))  # no surrogates
+            out.append(vocab[t])
+        return "".join(out)
 
     seed_codes = [encode(t) for t in seed_texts]
     seed_lens = np.array([len(s) for s in seed_codes])
@@ -249,6 +254,10 @@ def plot_predicate_objects(top: pd.DataFrame, title: str = "指示の主な述�
     outside (sized by their pairs; the rest of each predicate's share left blank). Wedges narrower than
     `min_label_share` of the circle go unlabelled."""
     fig, (ax,) = new_figure(7.5, 7.5)
+    if top.empty:
+        ax.text(0.5, 0.5, "述語と目的語の組がありません", ha="center", va="center")
+        ax.set(title=title, xticks=[], yticks=[])
+        return fig
     preds = top.drop_duplicates("predicate")[["predicate", "predicate_count"]]
     colors = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(preds["predicate"])}
     total = max(int(preds["predicate_count"].sum()), 1)
