@@ -41,14 +41,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 import pandas as pd
 
 from jinstruct import paths
+from jinstruct.download import ChecksumError, DownloadError, fetch_checked  # noqa: F401 (errors re-exported)
 from jinstruct.generate import ResumableOutput, in_order
-from jinstruct.io import (
-    DataError,
-    atomic_write_bytes,
-    atomic_write_text,
-    iter_jsonl,
-    validation_error,
-)
+from jinstruct.io import DataError, atomic_write_text, iter_jsonl, sha256_file, validation_error
 from jinstruct.llm.ledger import estimate_prompt_tokens
 from jinstruct.llm.request import ChatRequest
 from jinstruct.paths import DATA_DIR, PROMPTS_DIR
@@ -66,14 +61,6 @@ ALPACA_COMMIT = "761dc5bfbdeeffa89b8bff5d038781a4055f796a"
 ALPACA_URL = f"https://raw.githubusercontent.com/tatsu-lab/stanford_alpaca/{ALPACA_COMMIT}/alpaca_data.json"
 ALPACA_RECORDS = 52_002
 ALPACA_CACHE_NAME = "alpaca_data.json"
-
-
-class DownloadError(RuntimeError):
-    """The Alpaca data could not be fetched (offline, blocked, or the server refused)."""
-
-
-class ChecksumError(ValueError):
-    """A downloaded or cached file is not the one pinned or recorded."""
 
 
 class AlpacaRecord(BaseModel):
@@ -148,29 +135,11 @@ def fetch_alpaca(
     folder = Path(cache_dir) if cache_dir is not None else paths.cache_dir() / "alpaca"
     target = folder / ALPACA_CACHE_NAME
     recorded = target.with_name(target.name + ".sha256")
-    if target.exists():
-        pin = sha256 or (recorded.read_text(encoding="utf-8").split()[0] if recorded.exists() else None)
-        data = target.read_bytes()
-        _check(data, str(target), pin, expected_records)
-        if not recorded.exists():
-            atomic_write_text(recorded, f"{hashlib.sha256(data).hexdigest()}  {ALPACA_CACHE_NAME}\n")
-        return target
-    client = http or httpx.Client(timeout=timeout_s, follow_redirects=True)
-    try:
-        response = client.get(url)
-        response.raise_for_status()
-    except httpx.HTTPError as e:
-        raise DownloadError(
-            f"could not download the Alpaca data from {url} ({type(e).__name__}: {e}). Offline? Use the English "
-            f"sample (source='sample'), or put alpaca_data.json at {target} yourself."
-        ) from None
-    finally:
-        if http is None:
-            client.close()
-    data = response.content
-    _check(data, url, sha256, expected_records)
-    atomic_write_bytes(target, data)
-    atomic_write_text(recorded, f"{hashlib.sha256(data).hexdigest()}  {ALPACA_CACHE_NAME}\n")
+    pin = sha256 or (recorded.read_text(encoding="utf-8").split()[0] if recorded.exists() else None)
+    target = fetch_checked(url, target, lambda data, source: _check(data, source, pin, expected_records),
+                           what="the Alpaca data", timeout_s=timeout_s, http=http)
+    if not recorded.exists():  # the first good copy pins every later load
+        atomic_write_text(recorded, f"{sha256_file(target)}  {ALPACA_CACHE_NAME}\n")
     return target
 
 

@@ -17,23 +17,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from jinstruct.plotting import setup_japanese_font
+
 OVERALL = "全体"
 RESULTS = ("wins", "ties", "losses")
 RESULT_LABELS = {"wins": "勝ち", "ties": "引き分け", "losses": "負け"}
 RESULT_COLORS = {"wins": "#4c72b0", "ties": "#bdbdbd", "losses": "#dd8452"}
 MIN_LABELLED_SHARE = 0.12  # segments narrower than this get no percentage written in them
-
-
-def japanese_font() -> None:
-    """Make matplotlib draw Japanese: the project's font setup when it exists, else matplotlib-fontja's."""
-    try:
-        from jinstruct.plotting import setup_japanese_font  # type: ignore[import-not-found]
-    except ImportError:
-        import matplotlib_fontja
-
-        matplotlib_fontja.japanize()
-    else:
-        setup_japanese_font()
 
 
 def _levels(index: pd.Index, level: int) -> list[str]:
@@ -61,7 +51,7 @@ def win_tie_loss_figure(by_category: pd.DataFrame, overall: pd.DataFrame | None 
     errors, n). overall: `results.pairwise_summary` (index model), drawn as the top bar. models / categories:
     which to draw and in what order (default: as they appear). baseline: named in the panel titles.
     """
-    japanese_font()
+    setup_japanese_font()
     if by_category.empty:
         raise ValueError("no games to draw (the by-category table is empty)")
     models = list(models) if models is not None else _model_order(by_category.index.get_level_values(1), overall)
@@ -118,7 +108,7 @@ def score_figure(scores: pd.DataFrame, overall: pd.DataFrame | None = None, mode
     scores: `results.mean_scores(frame, by=["model", "category"])` (index model, category; columns mean,
     ci_low, ci_high, n, errors). overall: `results.mean_scores(frame)` (index model), drawn as the top group.
     """
-    japanese_font()
+    setup_japanese_font()
     if scores.empty:
         raise ValueError("no scores to draw (the table is empty)")
     models = list(models) if models is not None else _model_order(scores.index.get_level_values(0), overall)

@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from rapidfuzz.distance import Levenshtein
 
 from jinstruct.io import DataError, atomic_write_bytes
+from jinstruct.plotting import setup_japanese_font
 from jinstruct.seeds import SeedTask, task_fields, with_fields
 
 COLUMNS = ["task_id", "field", "english", "machine", "edited", "note"]
@@ -281,18 +282,9 @@ def effort_report(machine: Sequence[SeedTask], edited: Sequence[SeedTask]) -> Ef
     return EffortReport(df, summary)
 
 
-def _japanese_font() -> None:
-    try:
-        from jinstruct.plotting import setup_japanese_font  # type: ignore[import-not-found]
-    except ImportError:
-        import matplotlib_fontja  # noqa: F401  (registers IPAexGothic and makes it the default on import)
-    else:
-        setup_japanese_font()
-
-
 def plot_edit_distance(report: EffortReport, bins: int = 20) -> Figure:
     """Histogram of the per-field normalised edit distance (0: accepted as is, 1: rewritten)."""
-    _japanese_font()
+    setup_japanese_font()
     fig = Figure(figsize=(6, 3.5), layout="constrained")
     ax = fig.add_subplot()
     values = report.fields["normalized"].to_numpy()

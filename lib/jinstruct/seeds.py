@@ -23,7 +23,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from jinstruct import paths
-from jinstruct.io import DataError, atomic_write_bytes, iter_jsonl, validation_error, write_jsonl
+from jinstruct.download import ChecksumError, DownloadError, fetch_checked  # noqa: F401 (errors re-exported)
+from jinstruct.io import DataError, iter_jsonl, validation_error, write_jsonl
 from jinstruct.paths import DATA_DIR
 
 SEEDS_DIR = DATA_DIR / "seeds"
@@ -76,12 +77,6 @@ class SeedTask(BaseModel):
         return self.model_dump(mode="json")
 
 
-class DownloadError(RuntimeError):
-    """The official seeds could not be fetched (offline, blocked, or the server refused)."""
-
-
-class ChecksumError(ValueError):
-    """A downloaded or cached file is not the pinned one."""
 
 
 def load_seed_tasks(path: str | os.PathLike[str]) -> list[SeedTask]:
@@ -145,30 +140,15 @@ def fetch_official_seeds(
     client to use instead of a default one (a proxy, custom certificates).
     """
     folder = Path(cache_dir) if cache_dir is not None else paths.cache_dir() / "seeds"
-    target = folder / OFFICIAL_CACHE_NAME
-    if target.exists():
-        _verify(target.read_bytes(), f"{target} (cached; delete it to download again)", sha256, expected_lines)
-        load_seed_tasks(target)
-        return target
-    client = http or httpx.Client(timeout=timeout_s, follow_redirects=True)
-    try:
-        response = client.get(url)
-        response.raise_for_status()
-    except httpx.HTTPError as e:
-        raise DownloadError(
-            f"could not download the official seed tasks from {url} ({type(e).__name__}: {e}). "
-            f"Offline? Use the English sample (source='sample'), or put the file at {target} yourself."
-        ) from None
-    finally:
-        if http is None:
-            client.close()
-    data = response.content
-    _verify(data, url, sha256, expected_lines)
-    atomic_write_bytes(target, data)
+    fresh = not (folder / OFFICIAL_CACHE_NAME).exists()
+    target = fetch_checked(url, folder / OFFICIAL_CACHE_NAME,
+                           lambda data, source: _verify(data, source, sha256, expected_lines),
+                           what="the official seed tasks", timeout_s=timeout_s, http=http)
     try:
         load_seed_tasks(target)
     except DataError:
-        target.unlink()
+        if fresh:  # a bad download is not kept; a file someone put there is theirs
+            target.unlink()
         raise
     return target
 

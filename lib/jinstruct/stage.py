@@ -13,6 +13,7 @@ from typing import Any
 
 from jinstruct.config import load_config, resolve_path
 from jinstruct.paths import REPO_ROOT
+from jinstruct.plotting import setup_japanese_font
 
 TINY_MODELS = {"tiny": "base", "tiny-base": "base"}
 
@@ -61,12 +62,7 @@ class Stage:
         run = Path(run_dir) if run_dir else REPO_ROOT / "runs" / cfg.name
         run.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
-        try:
-            from jinstruct.plotting import setup_japanese_font
-
-            setup_japanese_font()
-        except ImportError:
-            pass
+        setup_japanese_font()
         return cls(name=name, cfg=cfg, run_dir=run.resolve())
 
     def path(self, *parts: str) -> Path:
