@@ -69,3 +69,11 @@ def test_shipped_sweeps_expand_into_valid_configs(path):
     assert len(runs) == len({r.name for r in runs}) > 1
     for run in runs:
         load_config(resolve_path(spec.config), run.overrides)
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS_DIR / "train").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_training_jobs_validate(path):
+    from jinstruct.train_cli import load_job
+
+    job = load_job(path)
+    assert job.base_model and job.out_dir.is_absolute()
