@@ -26,7 +26,7 @@ from jinstruct.config import resolve_path
 from jinstruct.io import write_json
 from jinstruct.postedit import plot_edit_distance
 from jinstruct.seed_editing import edit_seeds
-from jinstruct.seeds import english_seeds
+from jinstruct.seeds import english_seeds, kind_counts
 from jinstruct.stage import Stage
 
 st = Stage.open("01_seed_editing", config_path, run_dir, overrides)
@@ -73,7 +73,5 @@ fig
 # ## The Japanese seeds the next stages use
 
 # %%
-print(f"{len(result.seeds)} Japanese seed tasks -> {result.seeds_path}")
-kinds = {"classification": sum(t.is_classification for t in result.seeds),
-         "empty input": sum(all(not i.input for i in t.instances) for t in result.seeds)}
-kinds
+print(f"Japanese seed tasks -> {result.seeds_path}")
+kind_counts(result.seeds)

@@ -20,8 +20,8 @@ overrides = {}  # dotted keys, e.g. {"train.train_file": "data/train.jsonl"}
 # %%
 import pandas as pd
 
-from jinstruct.stage import Stage, resolve_model
-from jinstruct.train import TrainParams, train
+from jinstruct.stage import Stage
+from jinstruct.train import train
 from jinstruct.train_figures import loss_figure, loss_frame
 
 st = Stage.open("04_qlora_training", config_path, run_dir, overrides)
@@ -30,10 +30,7 @@ print(f"training data: {train_file}")
 pd.DataFrame([m.model_dump() for m in st.cfg.train.models]).set_index("name").T
 
 # %%
-results = {}
-for spec in st.cfg.train.models:
-    params = TrainParams(**{**spec.model_dump(exclude={"name"}), "base_model": resolve_model(spec.base_model)})
-    results[spec.name] = train(params, train_file, st.dir("models", spec.name))
+results = {m.name: train(m.params(), train_file, st.dir("models", m.name)) for m in st.cfg.train.models}
 pd.DataFrame([r.model_dump(exclude={"out_dir", "merged_dir", "log_path"}) for r in results.values()],
              index=list(results))
 

@@ -144,3 +144,17 @@ def test_cli_run_reports_failure(project, capsys):
     rc = main(["run", "--config", str(project / "cfg.yaml"), "--set", "nokey=1",
                "--notebooks", str(project / "notebooks"), "--runs-dir", str(project / "runs")])
     assert rc == 1 and "nokey" in capsys.readouterr().err
+
+
+def test_a_rerun_that_reuses_its_files_keeps_them_as_outputs(project):
+    # 01 writes a.txt only when it is missing (as training reuses an adapter); forced to re-run, it writes nothing,
+    # yet a.txt stays its output and 02, whose input did not change, is skipped
+    notebook(project / "notebooks" / "01_write.ipynb",
+             "from pathlib import Path\nout = Path(run_dir) / 'data' / 'a.txt'\nout.parent.mkdir(exist_ok=True)\n"
+             "if not out.exists():\n    out.write_text('once')")
+    runner(project).run()
+    again = runner(project, force=True).run("01")
+    assert [o.status for o in again] == ["ok"]
+    m = read_json(project / "runs" / "demo" / "manifest.json")
+    assert list(m["stages"]["01_write"]["outputs"]) == ["data/a.txt"]
+    assert [o.status for o in runner(project).run()] == ["skipped", "skipped"]

@@ -226,3 +226,14 @@ def test_english_sample_ships_and_loads() -> None:
     assert english_seeds("sample", limit=3) == tasks[:3]
     with pytest.raises(ValueError, match="unknown English seed source"):
         english_seeds("other")  # type: ignore[arg-type]
+
+
+def test_kind_counts_split_as_self_instruct_does():
+    from jinstruct.seeds import Instance, SeedTask, kind_counts
+
+    def task(i: int, inputs: list[str], cls: bool = False) -> SeedTask:
+        return SeedTask(id=f"t{i}", name=f"n{i}", instruction="指示", is_classification=cls,
+                        instances=[Instance(input=x, output="答え") for x in inputs])
+
+    tasks = [task(0, [""]), task(1, ["", " "]), task(2, ["入力"]), task(3, ["", "入力"]), task(4, ["文"], cls=True)]
+    assert kind_counts(tasks) == {"tasks": 5, "classification": 1, "empty input": 2, "with input": 2}

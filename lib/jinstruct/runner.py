@@ -158,7 +158,12 @@ class Runner:
         except Exception as e:  # noqa: BLE001 - reported below with the notebook and cell
             error = e
         seconds = time.perf_counter() - t0
-        entry.update({"end": _now(), "seconds": round(seconds, 2), "outputs": mf.written_files(self.run_dir, before)})
+        # a re-run that reuses files it wrote before (an adapter already trained, answers already there) still owns
+        # them: they stay among its outputs, so later stages see the same inputs
+        kept = {rel: {"sha256": sha256_file(self.run_dir / rel), "size": (self.run_dir / rel).stat().st_size}
+                for rel in prev.get("outputs", {}) if (self.run_dir / rel).exists()}
+        outputs = dict(sorted({**kept, **mf.written_files(self.run_dir, before)}.items()))
+        entry.update({"end": _now(), "seconds": round(seconds, 2), "outputs": outputs})
         if ledger.exists():
             entry["llm"] = read_json(ledger)
         entry["status"] = "failed" if error else "ok"

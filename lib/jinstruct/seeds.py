@@ -196,6 +196,14 @@ def with_fields(task: SeedTask, fields: Mapping[str, str]) -> SeedTask:
     return SeedTask.model_validate({**task.record(), "instruction": texts["instruction"], "instances": instances})
 
 
+def kind_counts(tasks: Sequence[SeedTask]) -> dict[str, int]:
+    """How many tasks are classification, have an empty input everywhere, or have an input (self-instruct's split)."""
+    classification = sum(t.is_classification for t in tasks)
+    empty = sum(not t.is_classification and all(not i.input.strip() for i in t.instances) for t in tasks)
+    return {"tasks": len(tasks), "classification": classification, "empty input": empty,
+            "with input": len(tasks) - classification - empty}
+
+
 def by_id(tasks: Sequence[SeedTask]) -> dict[str, SeedTask]:
     """Tasks keyed by id (ids are unique in a loaded file)."""
     return {t.id: t for t in tasks}

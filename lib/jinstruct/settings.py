@@ -56,6 +56,12 @@ class TrainModel(TrainParams):
 
     name: str
 
+    def params(self) -> TrainParams:
+        """The hyperparameters to train with, `base_model: tiny` resolved to the built tiny model."""
+        from jinstruct.stage import resolve_model
+
+        return TrainParams(**{**self.model_dump(exclude={"name"}), "base_model": resolve_model(self.base_model)})
+
 
 class TrainSection(Strict):
     """04: QLoRA on `data/train.jsonl`, one entry per base model."""
