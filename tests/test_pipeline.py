@@ -55,3 +55,15 @@ def test_rerun_skips_every_stage(tiny_run):
     _, _, overrides, runs = tiny_run
     again = Runner(CONFIGS_DIR / "tiny.yaml", overrides, runs_dir=runs, log=lambda m: None).run()
     assert {o.status for o in again} == {"skipped"}
+
+
+def test_estimate_after_the_run_finds_everything_cached(tiny_run):
+    from jinstruct.estimate import estimate_run
+    from jinstruct.runner import overrides_dict
+    from jinstruct.stage import Stage
+
+    run_dir, _, overrides, _ = tiny_run
+    st = Stage.open("estimate", CONFIGS_DIR / "tiny.yaml", run_dir, overrides_dict(overrides))
+    rows = {r.stage: r.estimate for r in estimate_run(st)}
+    assert rows["06_judging"].requests == 64 and rows["06_judging"].to_send == 0
+    assert rows["01_seed_editing"].to_send == 0

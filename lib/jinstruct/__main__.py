@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 # modules that add their own subcommands through `register_cli(sub)`
-CLI_MODULES = ("results_cli", "train_cli", "serve_cli", "llm_cli", "dedup")
+CLI_MODULES = ("results_cli", "train_cli", "serve_cli", "llm_cli", "dedup", "estimate")
 
 
 def _run(args: argparse.Namespace) -> int:
