@@ -48,7 +48,7 @@ def test_stage_outputs(tiny_run):
         assert len(pair) == 16 and {(p["model_1"], p["model_2"]) for p in pair} == {("tiny-sft", "tiny-base")}
         assert len(read_jsonl(run_dir / "judgments" / "tiny-judge_single.jsonl")) == 32
         ledger = read_json(run_dir / "manifest.json")["stages"]["06_judging"]["llm"]
-        assert ledger
+        assert ledger["requests"] == 64 and ledger["failed"] == 0 and ledger["prompt_tokens"] > 0
 
 
 def test_rerun_skips_every_stage(tiny_run):

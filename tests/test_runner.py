@@ -1,6 +1,5 @@
 """The papermill runner on small test notebooks: order, parameters, manifest, resume, --force, failures, secrets."""
 
-import json
 from pathlib import Path
 
 import nbformat

@@ -23,7 +23,7 @@ from typing import Any
 import nbformat
 
 from jinstruct import manifest as mf
-from jinstruct.config import apply_overrides, dump_config, load_config, parse_override
+from jinstruct.config import dump_config, load_config, parse_override
 from jinstruct.io import atomic_write_text, read_json, sha256_file
 from jinstruct.paths import NOTEBOOKS_DIR, REPO_ROOT
 
@@ -209,10 +209,3 @@ class Runner:
 def run(config_path: str | Path, overrides: list[str] | None = None, stages: str | None = None,
         name: str | None = None, force: bool = False, **kwargs: Any) -> list[StageOutcome]:
     return Runner(config_path, overrides, name=name, force=force, **kwargs).run(stages)
-
-
-def executed_notebook(run_dir: Path, stage: str) -> nbformat.NotebookNode:
-    return nbformat.read(run_dir / "notebooks" / f"{stage}.ipynb", as_version=4)
-
-
-__all__ = ["Runner", "StageFailed", "StageOutcome", "apply_overrides", "discover", "run", "select"]

@@ -31,19 +31,12 @@ def resolve_model(name: str | Path) -> str:
 
 
 def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
     random.seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed)
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:
-        pass
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 @dataclass
