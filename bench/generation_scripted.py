@@ -12,7 +12,7 @@ candidates repeat something already in the pool and the ROUGE-L filter rejects t
 before the list, full-width numbering, missing numbers, or cut off at max_tokens (finish_reason "length").
 
 Everything else is the real pipeline: `jinstruct.llm.LLMClient` (cache in a temporary folder, concurrency, ledger),
-`jinstruct.generate.generate_self_instruct` (parsing, in-order processing, incremental exact ROUGE-L dedup,
+`jinstruct.generate.self_instruct.generate_self_instruct` (parsing, in-order processing, incremental exact ROUGE-L dedup,
 append-only output with checkpoints). The script prints the wall time, requests per second, and the share of the
 time spent in dedup; with `--resume` it also writes a second output from the same cache (every answer cached) and
 restarts that finished output (the pool rebuilt from the file, nothing to send).
@@ -33,13 +33,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from jinstruct.generate import (
+from jinstruct.generate.self_instruct import (
     SelfInstructRecipe,
     generate_self_instruct,
     request_series,
 )
 from jinstruct.llm import EndpointSettings, LLMClient
-from jinstruct.seeds import Instance, SeedTask
+from jinstruct.formats.seed_task import Instance, SeedTask
 
 TOPICS = """梅雨 桜前線 紅葉 雪国の暮らし 花火大会 盆踊り 七夕 節分 お花見 初詣 お中元 年越しそば 鏡開き 土用の丑の日
 味噌づくり 発酵食品 出汁の取り方 おにぎり 肉じゃが 焼き魚 漬物 和菓子 抹茶 日本茶の淹れ方 駅弁 立ち食いそば 回転寿司

@@ -9,7 +9,7 @@ one (a synonym, a slot, a sentence or a few characters changed); together with t
 about half of them at 52,000. They are built deterministically from a seed, without the network.
 
 Each measurement runs in a fresh process, so its peak memory (max RSS) is its own:
-- ours, batch: `jinstruct.dedup.dedup` (char tokens, and word tokens from fugashi);
+- ours, batch: `jinstruct.filter.dedup.dedup` (char tokens, and word tokens from fugashi);
 - ours, incremental: `Deduper(k=10, floor=0.5).add` once per text, as the generation stage calls it, with the
   top-10 neighbours scoring >= 0.5;
 - reference: Alpaca's loop (texts pre-tokenized, `rouge_scorer._score_lcs` against every kept text) with the same
@@ -187,7 +187,7 @@ def _near_duplicate(rng: random.Random, text: str) -> str:
 
 
 def _measure(kind: str, n: int, threshold: float) -> dict:
-    from jinstruct.dedup import Deduper, dedup
+    from jinstruct.filter.dedup import Deduper, dedup
 
     texts = synthetic_instructions(n)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -209,7 +209,7 @@ def _measure(kind: str, n: int, threshold: float) -> dict:
 
 def _reference(texts: list[str], threshold: float) -> list[bool]:
     """Alpaca's filter with rouge_score: every candidate against every kept text, one pair at a time."""
-    from jinstruct.rouge import tokenize
+    from jinstruct.filter.rouge import tokenize
     from rouge_score import rouge_scorer
 
     pool: list[list[str]] = []
@@ -225,7 +225,7 @@ def _reference(texts: list[str], threshold: float) -> list[bool]:
 
 def _reference_pair_seconds(n: int, pairs: int, seed: int = 0) -> float:
     """rouge_score's mean time per pair on `pairs` random pairs of the data."""
-    from jinstruct.rouge import tokenize
+    from jinstruct.filter.rouge import tokenize
     from rouge_score import rouge_scorer
 
     rng = random.Random(seed)

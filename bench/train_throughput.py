@@ -1,4 +1,4 @@
-"""QLoRA training throughput: a plain baseline against jinstruct.train's configuration, in one run.
+"""QLoRA training throughput: a plain baseline against jinstruct.train.qlora's configuration, in one run.
 
     python bench/train_throughput.py                  # GPU: Llama-3-8B shape at 512 and 2048 tokens, + 70B fit check
     python bench/train_throughput.py --json out.json  # also write the rows
@@ -7,7 +7,7 @@ Both setups train the same 4-bit NF4 model (random weights from a real config, n
 linear layer, on the same synthetic conversations whose lengths spread from 1/16 of the sequence length to all of it:
   (a) baseline: peft + transformers.Trainer, batches padded to the longest, no packing, SDPA attention,
       gradient checkpointing, loss from the full logits;
-  (b) ours: `jinstruct.train.make_trainer` (TRL SFTTrainer): best-fit packing into padding-free rows,
+  (b) ours: `jinstruct.train.qlora.make_trainer` (TRL SFTTrainer): best-fit packing into padding-free rows,
       FlashAttention 2 when installed (else SDPA with the packed block mask), gradient checkpointing, chunked loss.
 Tokens per second count real (non-padding) tokens. Peak memory is torch.cuda.max_memory_allocated over the run.
 
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from jinstruct.train import (
+from jinstruct.train.qlora import (
     TrainParams,
     load_base_model,
     make_trainer,
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
 
-    from jinstruct.tinymodel import build_tiny_model
+    from jinstruct.llm.tinymodel import build_tiny_model
 
     cuda = torch.cuda.is_available()
     if cuda:

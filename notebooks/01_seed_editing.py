@@ -22,16 +22,12 @@ run_dir = None  # None: runs/<config name>
 overrides = {}  # dotted keys, e.g. {"seeds.english_limit": 5}
 
 # %%
-from jinstruct.config import resolve_path
-from jinstruct.io import write_json
-from jinstruct.postedit import plot_edit_distance
-from jinstruct.seed_editing import edit_seeds
-from jinstruct.seeds import english_seeds, kind_counts
-from jinstruct.stage import Stage
+from jinstruct import seeds
+from jinstruct.run import Stage
 
 st = Stage.open("01_seed_editing", config_path, run_dir, overrides)
 cfg = st.cfg.seeds
-english = english_seeds(cfg.english, limit=cfg.english_limit)
+english = seeds.english_seeds(cfg.english, limit=cfg.english_limit)
 print(f"{len(english)} English seed tasks ({cfg.english})")
 english[0]
 
@@ -40,10 +36,10 @@ english[0]
 
 # %%
 client = st.client(cfg.endpoint)
-result = edit_seeds(
-    english, client, st.dir("seeds"),
-    shipped_seeds=resolve_path(cfg.japanese),
-    edited_sheet=resolve_path(cfg.edited_sheet) if cfg.edited_sheet else None,
+result = seeds.edit_seeds(
+    english, client, st.layout,
+    shipped_seeds=cfg.japanese,
+    edited_sheet=cfg.edited_sheet,
     max_tokens=cfg.max_tokens, max_field_chars=cfg.max_field_chars,
 )
 print(client.ledger)
@@ -58,20 +54,18 @@ result.translation.tasks[0]
 # ## The human effort
 
 # %%
-write_json(st.path("seeds", "effort.json"), result.effort.summary)
+seeds.save_effort(result.effort, st.layout.effort)
 result.effort.summary
 
 # %%
 result.effort.per_task()
 
 # %%
-fig = plot_edit_distance(result.effort)
-fig.savefig(st.path("figures", "01_edit_distance.png"), dpi=120, bbox_inches="tight")
-fig
+st.save_figure(seeds.plot_edit_distance(result.effort), "01_edit_distance")
 
 # %% [markdown]
 # ## The Japanese seeds the next stages use
 
 # %%
 print(f"Japanese seed tasks -> {result.seeds_path}")
-kind_counts(result.seeds)
+seeds.kind_counts(result.seeds)

@@ -10,47 +10,38 @@
 # `recipe: translate` builds the baseline the paper compares against: English Alpaca-format data machine-translated
 # into Japanese through the same client.
 #
-# **Reads**: `seeds/ja_seed_tasks.jsonl` (from 01), or English Alpaca data (`generate.english`).
+# **Reads**: `seeds/ja_seed_tasks.jsonl` (from 01), or English Alpaca data (`generate.translate.english`).
 # **Writes**: `data/generated.jsonl` (with `generated.progress.jsonl` and `generated.state.json` for resuming),
 # `figures/02_kept_vs_generated.png`.
 
 # %% tags=["parameters"]
 config_path = None  # None: configs/tiny.yaml
 run_dir = None  # None: runs/<config name>
-overrides = {}  # dotted keys, e.g. {"generate.target": 200} or {"generate.recipe": "translate"}
+overrides = {}  # dotted keys, e.g. {"generate.self_instruct.target": 200} or {"generate.recipe": "translate"}
 
 # %%
-import pandas as pd
-
-from jinstruct.generate import load_generated, plot_kept_vs_generated, request_series
-from jinstruct.generation import estimate_generation, run_generation
-from jinstruct.stage import Stage
+from jinstruct import generate
+from jinstruct.run import Stage
 
 st = Stage.open("02_generation", config_path, run_dir, overrides)
 cfg = st.cfg.generate
-client = st.client(cfg.endpoint)
-seeds_path = st.path("seeds", "ja_seed_tasks.jsonl")
-out_path = st.path("data", "generated.jsonl")
-print(f"recipe {cfg.recipe}" + (f", target {cfg.target}" if cfg.recipe == "self_instruct" else ""))
-print(estimate_generation(cfg, client, seeds_path, seed=st.cfg.seed))
+print(f"recipe {cfg.recipe}: {generate.describe(cfg)} (recipes: {', '.join(generate.RECIPES)})")
+print(generate.estimate_generation(cfg, st))
 
 # %%
-stats = run_generation(cfg, client, seeds_path, out_path, seed=st.cfg.seed)
-print(client.ledger)
+stats = generate.run_generation(cfg, st)
+print(st.client(cfg.endpoint).ledger)
 stats.table()
 
 # %% [markdown]
 # ## A sample of what was generated
 
 # %%
-records = load_generated(out_path)
-pd.DataFrame(records)[["instruction", "input", "output"]].head(10)
+generate.generated_frame(st.layout.generated).head(10)
 
 # %% [markdown]
 # ## Kept versus generated over requests
 
 # %%
 if cfg.recipe == "self_instruct":
-    fig = plot_kept_vs_generated(request_series(out_path))
-    fig.savefig(st.path("figures", "02_kept_vs_generated.png"), dpi=120, bbox_inches="tight")
-    display(fig)
+    display(st.save_figure(generate.plot_kept_vs_generated(generate.request_series(st.layout.generated)), "02_kept_vs_generated"))

@@ -18,19 +18,15 @@ run_dir = None  # None: runs/<config name>
 overrides = {}  # dotted keys, e.g. {"filter.rouge_threshold": 0.6}
 
 # %%
-from datasets import load_dataset
-
-from jinstruct import filter_stats as fs
-from jinstruct.filtering import filter_records, load_records, write_outputs
-from jinstruct.io import read_jsonl
-from jinstruct.stage import Stage
+from jinstruct import filter as flt
+from jinstruct.filter import stats as fs
+from jinstruct.run import Stage
 
 st = Stage.open("03_filtering", config_path, run_dir, overrides)
-generated = st.path("data", "generated.jsonl")
-records = load_records(generated)
-seeds = read_jsonl(st.path("seeds", "ja_seed_tasks.jsonl"))
-result = filter_records(records, seeds, st.cfg.filter, source=str(generated), progress=True)
-paths = write_outputs(result, st.dir("data"))
+records = flt.load_records(st.layout.generated)
+seeds = flt.load_seed_records(st.layout.japanese_seeds)
+result = flt.filter_records(records, seeds, st.cfg.filter, source=str(st.layout.generated), progress=True)
+paths = flt.write_outputs(result, st.dir(st.layout.data))
 print(f"{result.n_input} generated -> {result.n_kept} kept, {len(result.rejected)} rejected")
 
 # %% [markdown]
@@ -38,8 +34,7 @@ print(f"{result.n_input} generated -> {result.n_kept} kept, {len(result.rejected
 
 # %%
 reasons = fs.rejection_table(result)
-fig = fs.plot_rejections(reasons)
-fig.savefig(st.path("figures", "03_rejections.png"), dpi=120, bbox_inches="tight")
+display(st.save_figure(fs.plot_rejections(reasons), "03_rejections"))
 reasons
 
 # %% [markdown]
@@ -49,17 +44,14 @@ reasons
 fs.length_summary(result.kept)
 
 # %%
-fig = fs.plot_lengths(fs.lengths(result.kept))
-fig.savefig(st.path("figures", "03_lengths.png"), dpi=120, bbox_inches="tight")
-fig
+st.save_figure(fs.plot_lengths(fs.lengths(result.kept)), "03_lengths")
 
 # %% [markdown]
 # ## How close the kept instructions are to the seeds (the self-instruct paper's ROUGE-L histogram)
 
 # %%
 nearest = fs.nearest_seed_scores(result.kept, seeds, tokens=st.cfg.filter.rouge_tokens)
-fig = fs.plot_rouge_histogram(nearest, threshold=st.cfg.filter.rouge_threshold)
-fig.savefig(st.path("figures", "03_rouge_to_seeds.png"), dpi=120, bbox_inches="tight")
+display(st.save_figure(fs.plot_rouge_histogram(nearest, threshold=st.cfg.filter.rouge_threshold), "03_rouge_to_seeds"))
 nearest.sort_values("rouge_l", ascending=False).head(5)
 
 # %% [markdown]
@@ -67,14 +59,12 @@ nearest.sort_values("rouge_l", ascending=False).head(5)
 
 # %%
 top = fs.top_predicate_objects(fs.predicate_objects(result.kept))
-fig = fs.plot_predicate_objects(top)
-fig.savefig(st.path("figures", "03_predicate_objects.png"), dpi=120, bbox_inches="tight")
+display(st.save_figure(fs.plot_predicate_objects(top), "03_predicate_objects"))
 top.head(10)
 
 # %% [markdown]
 # ## The training data, as a Hugging Face dataset
 
 # %%
-train = load_dataset("json", data_files=str(paths["train"]), split="train")
-print(train)
-print((st.run_dir / "data" / "dataset_card.md").read_text(encoding="utf-8")[:1500])
+print(flt.training_dataset(st.layout.train_data))
+print(st.layout.dataset_card.read_text(encoding="utf-8")[:1500])

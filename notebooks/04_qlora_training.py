@@ -18,27 +18,22 @@ run_dir = None  # None: runs/<config name>
 overrides = {}  # dotted keys, e.g. {"train.train_file": "data/train.jsonl"}
 
 # %%
-import pandas as pd
-
-from jinstruct.stage import Stage
-from jinstruct.train import train
-from jinstruct.train_figures import loss_figure, loss_frame
+from jinstruct import train
+from jinstruct.run import Stage
 
 st = Stage.open("04_qlora_training", config_path, run_dir, overrides)
-train_file = st.path(st.cfg.train.train_file)
+train_file = st.run_dir / st.cfg.train.train_file
 print(f"training data: {train_file}")
-pd.DataFrame([m.model_dump() for m in st.cfg.train.models]).set_index("name").T
+train.params_table(st.cfg.train.models)
 
 # %%
-results = {m.name: train(m.params(), train_file, st.dir("models", m.name)) for m in st.cfg.train.models}
-pd.DataFrame([r.model_dump(exclude={"out_dir", "merged_dir", "log_path"}) for r in results.values()],
-             index=list(results))
+results = {m.name: train.train(m.params(), train_file, st.dir(st.layout.model_dir(m.name)))
+           for m in st.cfg.train.models}
+train.results_table(results)
 
 # %% [markdown]
 # ## Loss curves
 
 # %%
-losses = loss_frame({name: r.log_path for name, r in results.items()})
-fig = loss_figure(losses)
-fig.savefig(st.path("figures", "04_loss.png"), dpi=120, bbox_inches="tight")
-fig
+losses = train.loss_frame({name: r.log_path for name, r in results.items()})
+st.save_figure(train.loss_figure(losses), "04_loss")

@@ -16,26 +16,20 @@ run_dir = None  # None: runs/<config name>
 overrides = {}  # dotted keys, e.g. {"answer.per_category": 2}
 
 # %%
-import pandas as pd
-
-from jinstruct.answering import answer_model, load_benchmark
-from jinstruct.stage import Stage
+from jinstruct import answer
+from jinstruct.run import Stage
 
 st = Stage.open("05_answering", config_path, run_dir, overrides)
-questions, references = load_benchmark(st.cfg.answer.benchmark, st.cfg.answer.per_category)
+questions, references = answer.load_benchmark(st.cfg.answer.benchmark, st.cfg.answer.per_category)
 print(f"{len(questions)} questions, {len(references)} reference answers")
-pd.Series([q.category for q in questions]).value_counts().sort_index()
+answer.category_counts(questions)
 
 # %%
-reports = {spec.model_id: answer_model(spec, questions, st.dir("answers"), st) for spec in st.cfg.answer.models}
-pd.DataFrame([vars(r) for r in reports.values()], index=list(reports))
+reports = {spec.model_id: answer.answer_model(spec, questions, st) for spec in st.cfg.answer.models}
+answer.reports_table(reports)
 
 # %% [markdown]
 # ## A few answers side by side
 
 # %%
-from jinstruct.fastchat import load_answer_dir
-
-answers = load_answer_dir(st.dir("answers"))
-pd.DataFrame({m: {q.question_id: answers[m][q.question_id].turns[0][:120] for q in questions[:4]}
-              for m in answers}).assign(question=[q.turns[0][:60] for q in questions[:4]])
+answer.side_by_side(questions[:4], answer.load_answer_dir(st.layout.answers))

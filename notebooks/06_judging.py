@@ -20,17 +20,15 @@ run_dir = None  # None: runs/<config name>
 overrides = {}  # dotted keys, e.g. {"judge.baseline": null}
 
 # %%
-from jinstruct.answering import load_benchmark
-from jinstruct.judge_figures import score_figure, win_tie_loss_figure
-from jinstruct.judging import run_judging, save_tables
-from jinstruct.stage import Stage
+from jinstruct import judge
+from jinstruct.run import Stage
 
 st = Stage.open("06_judging", config_path, run_dir, overrides)
-questions, references = load_benchmark(st.cfg.answer.benchmark, st.cfg.answer.per_category)
+questions, references = judge.load_benchmark(st.cfg.answer.benchmark, st.cfg.answer.per_category)
 client = st.client(st.cfg.judge.endpoint)
-result = run_judging(st.cfg.judge, client, questions, references, st.dir("answers"), st.dir("judgments"),
-                     seed=st.cfg.seed)
-save_tables(result.tables, st.dir("judgments"))
+result = judge.run_judging(st.cfg.judge, client, questions, references, st.layout.answers, st.dir(st.layout.judgments),
+                           seed=st.cfg.seed)
+judge.save_tables(result.tables, st.layout.judgments)
 print(result.pairwise)
 print(result.single)
 
@@ -45,10 +43,9 @@ result.tables.get("diagnostics")
 
 # %%
 if "pairwise_by_category" in result.tables:
-    fig = win_tie_loss_figure(result.tables["pairwise_by_category"], result.tables["pairwise"],
-                              baseline=st.cfg.judge.baseline)
-    fig.savefig(st.path("figures", "06_win_tie_loss.png"), dpi=120, bbox_inches="tight")
-    display(fig)
+    fig = judge.win_tie_loss_figure(result.tables["pairwise_by_category"], result.tables["pairwise"],
+                                    baseline=st.cfg.judge.baseline)
+    display(st.save_figure(fig, "06_win_tie_loss"))
 
 # %% [markdown]
 # ## Scores 1-10
@@ -58,9 +55,7 @@ result.tables.get("single")
 
 # %%
 if "single_by_category" in result.tables:
-    fig = score_figure(result.tables["single_by_category"], result.tables["single"])
-    fig.savefig(st.path("figures", "06_scores.png"), dpi=120, bbox_inches="tight")
-    display(fig)
+    display(st.save_figure(judge.score_figure(result.tables["single_by_category"], result.tables["single"]), "06_scores"))
 
 # %% [markdown]
 # ## What the judging cost

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import httpx
-import jinstruct.alpaca_translate as at
+import jinstruct.generate.translate as at
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from jinstruct.alpaca_translate import (
+from jinstruct.generate.translate import (
     AlpacaRecord,
     ChecksumError,
     DownloadError,

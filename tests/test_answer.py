@@ -11,23 +11,21 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from fake_openai import fake_client
-from jinstruct.answer import (
-    ALPACA_STOPS,
+from jinstruct.answer.engines import (
     Generated,
     TurnPrompt,
-    answer_path,
     answer_questions,
     answer_with_client,
     answer_with_transformers,
     load_answer_model,
     read_answer_file,
-    render,
 )
-from jinstruct.answers import answer_id
-from jinstruct.fastchat import Question, load_answers
+from jinstruct.answer.records import answer_id
+from jinstruct.formats.fastchat import Question, answer_path, load_answers
 from jinstruct.io import DataError
-from jinstruct.tinymodel import build_tiny_model
-from jinstruct.train import ALPACA_JA_HEADER, load_tokenizer
+from jinstruct.llm.tinymodel import build_tiny_model
+from jinstruct.train.qlora import load_tokenizer
+from jinstruct.train.templates import ALPACA_JA_HEADER, ALPACA_STOPS, render
 
 QUESTIONS = [
     Question(question_id=41, category="fermi", turns=["日本に信号機はいくつありますか。"]),
@@ -193,7 +191,7 @@ def test_another_models_answers_in_the_file_are_an_error(tmp_path: Path) -> None
 
 
 def test_alpaca_stops_cut_a_base_model_that_runs_on() -> None:
-    from jinstruct.answer import _cut_at_stops
+    from jinstruct.answer.engines import _cut_at_stops
 
     assert _cut_at_stops("答えです。\n\n### 指示:\n次の", ALPACA_STOPS) == ("答えです。\n\n", True)
     assert _cut_at_stops("答えです。", ALPACA_STOPS) == ("答えです。", False)

@@ -20,9 +20,9 @@ import httpx
 import jsonschema
 import openai
 import pytest
-from jinstruct import tinymodel
-from jinstruct.backend import create_app
-from jinstruct.tinymodel import TinyModelSpec, build_tiny_model
+from jinstruct.llm import tinymodel
+from jinstruct.llm.backend import create_app
+from jinstruct.llm.tinymodel import TinyModelSpec, build_tiny_model
 from transformers import AutoTokenizer
 
 QUICK = TinyModelSpec(train_steps=4, batch_size=2, block_size=32)
@@ -254,11 +254,7 @@ def _free_port() -> int:
 @pytest.fixture
 def server(model_dir: Path) -> Iterator[str]:
     port = _free_port()
-    launcher = (
-        "import argparse, sys; from jinstruct import serve_cli; p = argparse.ArgumentParser(); "
-        "serve_cli.register_cli(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
-    )
-    cmd = [sys.executable, "-c", launcher, "serve", "--model", str(model_dir), "--port", str(port), "--log-level", "warning"]
+    cmd = [sys.executable, "-m", "jinstruct", "serve", "--model", str(model_dir), "--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from jinstruct.paths import DATA_DIR, PROMPTS_DIR
+from jinstruct.paths import data_dir, prompt_path
 
-BENCH_DIR = DATA_DIR / "bench" / "ja_qa80"
+BENCH_DIR = data_dir() / "bench" / "ja_qa80"
 QUESTIONS = BENCH_DIR / "question.jsonl"
 REFERENCES = BENCH_DIR / "reference_answer" / "reference.jsonl"
-JUDGE_PROMPTS = PROMPTS_DIR / "judge_prompts_ja.jsonl"
+JUDGE_PROMPTS = prompt_path("judge_prompts_ja.jsonl")
 
 CATEGORIES = ["writing", "roleplay", "knowledge", "common-sense", "fermi", "counterfactual", "coding-math", "generic"]
 KANA = re.compile(r"[\u3041-\u3096\u30a1-\u30fa]")

@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from jinstruct.config import ConfigError, apply_overrides, load_config, parse_override
-from jinstruct.paths import CONFIGS_DIR
+from jinstruct.run.config import ConfigError, apply_overrides, parse_override
+from jinstruct.run.schema import load_config
+from jinstruct.paths import configs_dir
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -53,16 +54,21 @@ def test_bad_override_is_named(tmp_path):
         apply_overrides({"seed": 1}, ["seed.x=2"])
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS_DIR.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(configs_dir().glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
     cfg = load_config(path)
-    assert cfg.name
+    assert cfg.name == path.stem, "a config's run name is its file name, so runs/<name>/ is easy to find"
+    named = {cfg.seeds.endpoint, cfg.generate.endpoint, cfg.judge.endpoint}
+    named |= {m.endpoint for m in cfg.answer.models if m.endpoint}
+    assert named <= set(cfg.llm.endpoints), "every endpoint a stage names is defined"
+    trained = {m.name for m in cfg.train.models}
+    assert {m.trained for m in cfg.answer.models if m.trained} <= trained
 
 
-@pytest.mark.parametrize("path", sorted((CONFIGS_DIR / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((configs_dir() / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_sweeps_expand_into_valid_configs(path):
-    from jinstruct.config import resolve_path
-    from jinstruct.sweep import expand, load_sweep
+    from jinstruct.paths import resolve_path
+    from jinstruct.run.sweep import expand, load_sweep
 
     spec = load_sweep(path)
     runs = expand(spec)
@@ -71,9 +77,28 @@ def test_shipped_sweeps_expand_into_valid_configs(path):
         load_config(resolve_path(spec.config), run.overrides)
 
 
-@pytest.mark.parametrize("path", sorted((CONFIGS_DIR / "train").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((configs_dir() / "train").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_training_jobs_validate(path):
-    from jinstruct.train_cli import load_job
+    from jinstruct.train.cli import load_job
 
     job = load_job(path)
     assert job.base_model and job.out_dir.is_absolute()
+
+
+@pytest.mark.parametrize("recipe", ["self_instruct", "translate"])
+def test_one_override_switches_the_tiny_config_to_any_recipe(recipe):
+    from jinstruct.generate.recipes import RECIPES, chosen
+
+    assert recipe in RECIPES
+    cfg = load_config(configs_dir() / "tiny.yaml", {"generate.recipe": recipe})
+    chosen_recipe, section = chosen(cfg.generate)
+    assert chosen_recipe.name == recipe and isinstance(section, RECIPES[recipe].Config)
+
+
+def test_a_recipe_section_is_typed_and_an_unknown_recipe_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"generate.self_instruct.target"):
+        load_config(configs_dir() / "tiny.yaml", {"generate.self_instruct.target": "many"})
+    with pytest.raises(ConfigError, match=r"generate.recipe"):
+        load_config(configs_dir() / "tiny.yaml", {"generate.recipe": "nope"})
+    with pytest.raises(ConfigError, match=r"generate.translate.target.*unknown key"):
+        load_config(configs_dir() / "tiny.yaml", {"generate.translate.target": 5})

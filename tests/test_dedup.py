@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jinstruct.dedup import Deduper, dedup, register_cli
+from jinstruct.filter.dedup import Deduper, dedup, register_cli
 from jinstruct.io import DataError
-from jinstruct.rouge import RougeTokenizer, rouge_l, tokenize
+from jinstruct.filter.rouge import RougeTokenizer, rouge_l, tokenize
 from rouge_score import rouge_scorer
 
 BASES = [

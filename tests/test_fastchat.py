@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jinstruct.answers import answer_id, make_answer, missing_answers, temperature_for, turn_messages
-from jinstruct.fastchat import (
+from jinstruct.answer.records import answer_id, make_answer, missing_answers, temperature_for, turn_messages
+from jinstruct.formats.fastchat import (
     Answer,
     Choice,
     PairwiseJudgment,
@@ -195,7 +195,7 @@ def test_judgment_file_names():
     assert judgment_path("runs/x/judgments", "org/judge", "pair") == Path("runs/x/judgments/org--judge_pair.jsonl")
 
 
-# ---- answer records (jinstruct.answers) ----------------------------------------------------------------------
+# ---- answer records (jinstruct.answer.records) ----------------------------------------------------------------------
 
 
 def test_answer_records_from_generated_texts(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from jinstruct.filters import (
+from jinstruct.filter.heuristics import (
     REASONS,
     FilterParams,
     Filters,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from jinstruct.generate import (
+from jinstruct.generate.self_instruct import (
     RECIPE,
     GenerationStopped,
     ResumableOutput,
@@ -37,8 +37,8 @@ from jinstruct.generate import (
 from jinstruct.io import DataError, read_json, read_jsonl
 from jinstruct.llm import EndpointSettings, LLMClient, ResponseCache
 from jinstruct.llm.request import derived_seed
-from jinstruct.rouge import rouge_l_text
-from jinstruct.seeds import Instance, SeedTask
+from jinstruct.filter.rouge import rouge_l_text
+from jinstruct.formats.seed_task import Instance, SeedTask
 
 SEED = 7
 REFUSED = 5
@@ -165,7 +165,7 @@ def test_structured_recipe_asks_for_the_tasks_schema_without_stop():
 
 
 def test_generated_demos_come_only_from_earlier_waves():
-    from jinstruct.generate import Demo
+    from jinstruct.generate.self_instruct import Demo
 
     rec = recipe(num_generated_demos=1, wave=10)
     generated = [Demo(f"si-{i:06d}", f"生成{i}", "", "答") for i in range(5)]

@@ -13,29 +13,23 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from jinstruct import results
-from jinstruct.answer import answer_with_transformers, load_answer_model
-from jinstruct.answers import make_answer
-from jinstruct.fastchat import (
+from jinstruct.judge import metrics as results
+from jinstruct.answer.engines import answer_with_transformers, load_answer_model
+from jinstruct.answer.records import make_answer
+from jinstruct.formats.fastchat import (
     JudgePrompt,
     Question,
     load_answer_dir,
     load_pairwise_judgments,
     load_single_judgments,
 )
-from jinstruct.judge import (
-    PAIR_CHOICES,
-    judge_pairwise,
-    judge_request,
-    judge_single,
-    pending_tasks,
-    verdict_schema,
-)
-from jinstruct.judge_figures import score_figure, win_tie_loss_figure
-from jinstruct.judge_prompts import load_prompts, pairwise_input, pairwise_tasks, single_tasks
+from jinstruct.judge.engine import judge_pairwise, judge_single, pending_tasks
+from jinstruct.judge.grader import PAIR_CHOICES, GraderSettings, check_prompts, judge_request, verdict_schema
+from jinstruct.judge.figures import score_figure, win_tie_loss_figure
+from jinstruct.judge.prompts import load_prompts, pairwise_input, pairwise_tasks, single_tasks
 from jinstruct.llm import EndpointSettings, LLMClient
-from jinstruct.tinymodel import build_tiny_model
-from jinstruct.verdicts import PAIR_VERDICT_SCHEMA
+from jinstruct.llm.tinymodel import build_tiny_model
+from jinstruct.judge.verdicts import PAIR_VERDICT_SCHEMA
 
 PAIR_KEYS = {"question_id", "model_1", "model_2", "g1_winner", "g2_winner", "judge", "g1_user_prompt", "g1_judgment",
              "g2_user_prompt", "g2_judgment", "turn", "tstamp"}
@@ -301,13 +295,11 @@ def test_structured_modes_need_a_verdict_format_and_leave_the_shared_schema_alon
     two_scores = JudgePrompt(name="pair-v1", type="pairwise", prompt_template="{question}{answer_a}{answer_b}",
                              output_format="[[rating_a,rating_b]]")
     inp = pairwise_input(two_scores, ["q"], ["a"], ["b"])
-    assert judge_request(inp, "pairwise", "choice").choices == list(PAIR_CHOICES)
-    retry = judge_request(inp, "pairwise", attempt=2, temperature=0.0, retry_temperature=0.7)
+    assert judge_request(inp, "pairwise", GraderSettings(mode="choice")).choices == list(PAIR_CHOICES)
+    retry = judge_request(inp, "pairwise", GraderSettings(temperature=0.0, retry_temperature=0.7), attempt=2)
     assert (retry.temperature, retry.sample_index) == (0.7, 2)
-    from jinstruct.judge import _check_prompts
-
     with pytest.raises(ValueError, match="use mode='text'"):
-        _check_prompts([inp], "pairwise", "json")
+        check_prompts([inp], "pairwise", "json")
 
 
 # ---- end to end on the embedded backend -----------------------------------------------------------------------
@@ -315,11 +307,11 @@ def test_structured_modes_need_a_verdict_format_and_leave_the_shared_schema_alon
 
 @pytest.mark.slow
 def test_end_to_end_answers_and_structured_judging_on_the_embedded_backend(tmp_path: Path, prompts) -> None:
-    from jinstruct.fastchat import by_question, load_answers
-    from jinstruct.paths import DATA_DIR
+    from jinstruct.formats.fastchat import by_question, load_answers
+    from jinstruct.paths import data_dir
 
-    bench = DATA_DIR / "bench" / "ja_qa80"
-    from jinstruct.fastchat import load_questions
+    bench = data_dir() / "bench" / "ja_qa80"
+    from jinstruct.formats.fastchat import load_questions
 
     questions = [q for q in load_questions(bench / "question.jsonl") if q.question_id in (1, 61)]
     reference = by_question(load_answers(bench / "reference_answer" / "reference.jsonl"))

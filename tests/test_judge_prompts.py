@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from jinstruct.answers import make_answer
-from jinstruct.fastchat import Question, load_pairwise_judgments, load_questions, write_records
-from jinstruct.judge_prompts import (
+from jinstruct.answer.records import make_answer
+from jinstruct.formats.fastchat import Question, load_pairwise_judgments, load_questions, write_records
+from jinstruct.judge.prompts import (
     FASTCHAT_NAMES,
     choose_prompt,
     judged_turns,

@@ -8,7 +8,7 @@ import json
 import pytest
 from fake_openai import fake_client
 from jinstruct.llm import ChatRequest
-from jinstruct.llm_cli import register_cli
+from jinstruct.llm.cli import register_cli
 
 
 def run_cli(*argv: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("jinstruct.backend")
+pytest.importorskip("jinstruct.llm.backend")
 
 from jinstruct.llm import ChatRequest, EndpointSettings, LLMClient
 from jinstruct.llm.structured import validate_reply
@@ -19,7 +19,7 @@ VERDICT = {
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from jinstruct.tinymodel import build_tiny_model
+    from jinstruct.llm.tinymodel import build_tiny_model
 
     return build_tiny_model()
 

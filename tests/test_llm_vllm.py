@@ -32,7 +32,7 @@ SCHEMA = {
 
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory):
-    from jinstruct.tinymodel import build_tiny_model
+    from jinstruct.llm.tinymodel import build_tiny_model
 
     model_dir = build_tiny_model()
     with socket.socket() as s:

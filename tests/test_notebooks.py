@@ -7,10 +7,10 @@ import jupytext
 import nbformat
 import pytest
 
-from jinstruct.paths import NOTEBOOKS_DIR
-from jinstruct.runner import discover
+from jinstruct.paths import notebooks_dir
+from jinstruct.run.runner import discover
 
-NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+NOTEBOOKS = sorted(notebooks_dir().glob("*.ipynb"))
 
 
 def test_there_are_numbered_notebooks():

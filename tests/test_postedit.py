@@ -14,7 +14,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from jinstruct.io import DataError
-from jinstruct.postedit import (
+from jinstruct.seeds.postedit import (
     COLUMNS,
     apply_edits,
     effort_report,
@@ -24,7 +24,7 @@ from jinstruct.postedit import (
     read_edits,
     sheet_from_tasks,
 )
-from jinstruct.seeds import SeedTask, load_seed_tasks, write_seed_tasks
+from jinstruct.formats.seed_task import SeedTask, load_seed_tasks, write_seed_tasks
 
 
 def seed(tid: str, instruction: str, *instances: tuple[str, str], cls: bool = False) -> SeedTask:

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jinstruct import results
-from jinstruct.fastchat import PairwiseJudgment, SingleJudgment, load_pairwise_judgments, load_questions, load_single_judgments
-from jinstruct.results_cli import register_cli
+from jinstruct.judge import metrics as results
+from jinstruct.formats.fastchat import PairwiseJudgment, SingleJudgment, load_pairwise_judgments, load_questions, load_single_judgments
+from jinstruct.judge.cli import register_cli
 
 DATA = Path(__file__).parent / "data" / "fastchat"
 PAIR, SINGLE, QUESTIONS = DATA / "gpt-4_pair.jsonl", DATA / "gpt-4_single.jsonl", DATA / "question.jsonl"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jinstruct.rouge import (
+from jinstruct.filter.rouge import (
     RougeTokenizer,
     fmeasure,
     fmeasure_array,

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from jinstruct.io import read_json, sha256_file
-from jinstruct.runner import Runner, StageFailed, select
+from jinstruct.run.runner import Runner, StageFailed, select
 
 PARAMS = 'config_path = None\nrun_dir = None\noverrides = {}\n'
 
@@ -26,7 +26,7 @@ def project(tmp_path):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
     notebook(nbs / "01_write.ipynb",
-             "from pathlib import Path\nfrom jinstruct.config import load_config\n"
+             "from pathlib import Path\nfrom jinstruct.run.schema import load_config\n"
              "cfg = load_config(config_path, overrides)\n"
              "out = Path(run_dir) / 'data' / 'a.txt'\nout.parent.mkdir(parents=True, exist_ok=True)\n"
              "out.write_text(f'seed={cfg.seed}')")
@@ -61,7 +61,9 @@ def test_runs_in_order_with_parameters_and_manifest(project):
     assert "commit" in m["environment"]["git"] and "dirty" in m["environment"]["git"]
     executed = nbformat.read(run_dir / "notebooks" / "01_write.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert injected and "seed" in injected[0].source and str(run_dir) in injected[0].source
+    # the notebook gets the config the runner resolved and recorded (overrides applied once), not the overrides
+    assert injected and f'config_path = "{run_dir / "config.yaml"}"' in injected[0].source
+    assert "overrides = {}" in injected[0].source and str(run_dir) in injected[0].source
     assert (run_dir / "config.yaml").read_text().startswith("name: demo")
 
 
@@ -118,23 +120,32 @@ def test_stage_selection():
         select(paths, "12")
 
 
-def test_sweep_expands_grid_and_runs_each(project):
-    from jinstruct.sweep import execute, expand, load_sweep
+def test_sweep_grid_expands_in_order(project):
+    from jinstruct.run.sweep import expand, load_sweep
 
     spec_path = project / "sweep.yaml"
     spec_path.write_text(
         f"name: sw\nconfig: {project / 'cfg.yaml'}\nnotebooks: {project / 'notebooks'}\n"
         "set: {seeds.english_limit: 2}\ngrid:\n  seed: [1, 2]\n  seeds.english: [sample, official]\n")
-    spec = load_sweep(spec_path)
-    runs = expand(spec)
+    runs = expand(load_sweep(spec_path))
     assert [r.name for r in runs] == ["sw-01", "sw-02", "sw-03", "sw-04"]
-    assert runs[3].overrides == {"seeds.english_limit": 2, "seed": 2, "seeds.english": "official"}
-    done = execute(spec, jobs=2, runs_dir=project / "runs", log=lambda m: None)
-    assert [r.status for r in done] == ["ok"] * 4
-    assert (project / "runs" / "sw-04" / "data" / "b.txt").read_text() == "seed=2 read"
-    assert read_json(project / "runs" / "sw-02" / "manifest.json")["config"]["seeds"]["english"] == "official"
+    assert [(r.overrides["seed"], r.overrides["seeds.english"]) for r in runs] == [
+        (1, "sample"), (1, "official"), (2, "sample"), (2, "official")]
+    assert all(r.overrides["seeds.english_limit"] == 2 for r in runs)
+
+
+def test_a_small_sweep_runs_each_grid_point(project):
+    from jinstruct.run.sweep import execute, load_sweep
+
+    spec_path = project / "sweep.yaml"
+    spec_path.write_text(f"name: sw\nconfig: {project / 'cfg.yaml'}\nnotebooks: {project / 'notebooks'}\n"
+                         "grid:\n  seed: [1, 2]\n")
+    done = execute(load_sweep(spec_path), jobs=2, runs_dir=project / "runs", log=lambda m: None)
+    assert [r.status for r in done] == ["ok", "ok"]
+    assert (project / "runs" / "sw-02" / "data" / "b.txt").read_text() == "seed=2 read"
+    assert read_json(project / "runs" / "sw-01" / "manifest.json")["config"]["seed"] == 1
     summary = (project / "runs" / "sw-summary.md").read_text()
-    assert summary.count("| ok ") == 4 and "seeds.english" in summary
+    assert summary.count("| ok ") == 2
 
 
 def test_cli_run_reports_failure(project, capsys):

@@ -14,12 +14,12 @@ import pytest
 from rapidfuzz.distance import LCSseq
 from rapidfuzz.process import cdist
 
-from jinstruct.paths import DATA_DIR
-from jinstruct.seeds import load_seed_tasks
+from jinstruct.paths import data_dir
+from jinstruct.formats.seed_task import load_seed_tasks
 
-JA_SEEDS = DATA_DIR / "seeds" / "ja_seed_tasks.jsonl"
-EN_SEEDS = DATA_DIR / "seeds" / "en_seed_sample.jsonl"
-EN_ALPACA = DATA_DIR / "alpaca" / "en_alpaca_sample.jsonl"
+JA_SEEDS = data_dir() / "seeds" / "ja_seed_tasks.jsonl"
+EN_SEEDS = data_dir() / "seeds" / "en_seed_sample.jsonl"
+EN_ALPACA = data_dir() / "alpaca" / "en_alpaca_sample.jsonl"
 
 SEED_KEYS = ["id", "name", "instruction", "instances", "is_classification"]
 NAME = re.compile(r"[a-z][a-z0-9_]*")

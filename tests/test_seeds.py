@@ -10,21 +10,18 @@ import httpx
 import pytest
 
 from jinstruct.io import DataError
-from jinstruct.seeds import (
-    ENGLISH_SAMPLE,
-    OFFICIAL_SHA256,
+from jinstruct.formats.seed_task import Instance, SeedTask, load_seed_tasks, task_fields, with_fields, write_seed_tasks
+from jinstruct.seeds.english import (
     ChecksumError,
     DownloadError,
-    Instance,
-    SeedTask,
-    content_sha256,
+    english_sample_path,
     english_seeds,
     fetch_official_seeds,
-    load_seed_tasks,
-    task_fields,
-    with_fields,
-    write_seed_tasks,
 )
+
+
+def content_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def record(i: int, **changes: object) -> dict[str, object]:
@@ -159,14 +156,6 @@ class Server:
         self.client = httpx.Client(transport=httpx.MockTransport(handler))
 
 
-def test_content_sha256_ignores_only_line_endings() -> None:
-    crlf = hashlib.sha256(b"a\r\nb\r\n").hexdigest()
-    assert content_sha256(b"a\nb\n") == crlf
-    assert content_sha256(b"a\r\nb\r\n") == crlf
-    assert content_sha256(b"a\nc\n") != crlf
-    assert len(OFFICIAL_SHA256) == 64 and int(OFFICIAL_SHA256, 16) >= 0
-
-
 def test_fetch_downloads_verifies_and_caches(tmp_path: Path) -> None:
     data = official_like()
     server = Server(data)
@@ -221,7 +210,7 @@ def test_offline_official_is_an_error_never_the_sample(tmp_path: Path, server) -
 
 def test_english_sample_ships_and_loads() -> None:
     tasks = english_seeds("sample")
-    assert tasks == load_seed_tasks(ENGLISH_SAMPLE)
+    assert tasks == load_seed_tasks(english_sample_path())
     assert len(tasks) >= 10
     assert english_seeds("sample", limit=3) == tasks[:3]
     with pytest.raises(ValueError, match="unknown English seed source"):
@@ -229,7 +218,7 @@ def test_english_sample_ships_and_loads() -> None:
 
 
 def test_kind_counts_split_as_self_instruct_does():
-    from jinstruct.seeds import Instance, SeedTask, kind_counts
+    from jinstruct.formats.seed_task import Instance, SeedTask, kind_counts
 
     def task(i: int, inputs: list[str], cls: bool = False) -> SeedTask:
         return SeedTask(id=f"t{i}", name=f"n{i}", instruction="指示", is_classification=cls,

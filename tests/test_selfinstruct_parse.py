@@ -7,7 +7,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jinstruct.selfinstruct_parse import (
+from jinstruct.generate.self_instruct_format import (
     NO_INPUT,
     TASKS_SCHEMA,
     Task,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from jinstruct import tinymodel
+from jinstruct.llm import tinymodel
 from jinstruct.io import DataError, write_jsonl
-from jinstruct.tinymodel import TinyModelSpec, build_tiny_model, parse_corpus
+from jinstruct.llm.tinymodel import TinyModelSpec, build_tiny_model, parse_corpus
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
@@ -87,13 +87,13 @@ def test_new_seed_file_changes_the_key_and_feeds_the_tokenizer(
 ) -> None:
     seeds = tmp_path / "seeds"
     seeds.mkdir()
-    monkeypatch.setattr(tinymodel, "EXTRA_TEXT_DIRS", (seeds,))
+    monkeypatch.setattr(tinymodel, "extra_text_dirs", lambda: (seeds,))
     before = build_tiny_model(tmp_path / "models")
     record = {"id": "t1", "instruction": "好きな果物を答えてください。", "instances": [{"input": "", "output": "りんごです。"}]}
     write_jsonl(seeds / "s.jsonl", [record])
     after = build_tiny_model(tmp_path / "models")
     assert before != after, "a new data file must give a new cache key"
-    texts, _ = tinymodel._read_inputs(tinymodel.CORPUS_PATH, tinymodel._extra_files())
+    texts, _ = tinymodel._read_inputs(tinymodel.corpus_path(), tinymodel._extra_files())
     assert {"好きな果物を答えてください。", "りんごです。"} <= set(texts)
     info_before, info_after = tinymodel.read_build_info(before), tinymodel.read_build_info(after)
     assert info_before["conversations"] == info_after["conversations"], "pre-training uses the corpus only"
@@ -148,7 +148,7 @@ def test_real_model_loads_renders_and_generates_japanese(tiny_dir: Path) -> None
 
 @pytest.mark.slow
 def test_real_model_mostly_closes_its_json_under_a_schema(tiny_dir: Path) -> None:
-    from jinstruct.backend import ChatCompletionRequest, create_app
+    from jinstruct.llm.backend import ChatCompletionRequest, create_app
 
     engine = create_app(tiny_dir).state.engine
     item = {"type": "object", "required": ["instruction", "input", "output"],

@@ -7,17 +7,9 @@ from pathlib import Path
 
 import pytest
 from jinstruct.io import DataError, read_json, read_jsonl, sha256_file
-from jinstruct.train import (
-    ALPACA_JA_HEADER,
-    ALPACA_JA_HEADER_INPUT,
-    TrainParams,
-    alpaca_ja_prompt,
-    last_checkpoint,
-    load_examples,
-    render_prompt,
-    split_eval,
-)
-from jinstruct.train_cli import load_job
+from jinstruct.train.qlora import TrainParams, last_checkpoint, load_examples, split_eval
+from jinstruct.train.templates import ALPACA_JA_HEADER, ALPACA_JA_HEADER_INPUT, alpaca_ja_prompt, render
+from jinstruct.train.cli import load_job
 
 QA = [
     ("日本の首都はどこですか?", "東京です。"),
@@ -39,7 +31,7 @@ def qa_records(n: int = 4) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def tiny_model() -> str:
-    from jinstruct.tinymodel import build_tiny_model
+    from jinstruct.llm.tinymodel import build_tiny_model
 
     return str(build_tiny_model())
 
@@ -167,7 +159,7 @@ def test_last_checkpoint_skips_unfinished_ones(tmp_path):
 
 
 def test_prompt_tokens_are_masked(tiny_model, tmp_path):
-    from jinstruct.train import make_trainer
+    from jinstruct.train.qlora import make_trainer
 
     recs = [{"messages": [{"role": "system", "content": "丁寧に答えてください。"},
                           {"role": "user", "content": QA[0][0]}, {"role": "assistant", "content": QA[0][1]}]},
@@ -196,7 +188,7 @@ def test_prompt_tokens_are_masked(tiny_model, tmp_path):
 
 
 def test_trainer_configuration_on_cpu(tiny_model, tmp_path):
-    from jinstruct.train import make_trainer
+    from jinstruct.train.qlora import make_trainer
 
     path = write_records(tmp_path / "t.jsonl", qa_records(20))
     params = small_params(tiny_model, lr_scheduler="cosine", warmup_ratio=0.1, eval_fraction=0.1, grad_accum=2)
@@ -225,7 +217,7 @@ def _n_tokens(ds) -> int:
 
 
 def test_chat_template_is_required_for_template_chat(tmp_path):
-    from jinstruct.train import load_tokenizer
+    from jinstruct.train.qlora import load_tokenizer
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(_plain_tokenizer_dir(tmp_path))
@@ -233,7 +225,7 @@ def test_chat_template_is_required_for_template_chat(tmp_path):
     with pytest.raises(ValueError, match="alpaca_ja"):
         load_tokenizer(_plain_tokenizer_dir(tmp_path), need_chat_template=True)
     assert load_tokenizer(_plain_tokenizer_dir(tmp_path)).pad_token == tok.eos_token
-    assert render_prompt(tok, "alpaca_ja", [{"role": "user", "content": "指示"}]) == alpaca_ja_prompt("指示")
+    assert render(tok, "alpaca_ja", [{"role": "user", "content": "指示"}]) == alpaca_ja_prompt("指示")
 
 
 def _plain_tokenizer_dir(tmp_path: Path) -> Path:
@@ -252,7 +244,7 @@ def _plain_tokenizer_dir(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_qlora_on_cpu_loss_falls_and_the_adapter_reloads_and_generates(tiny_model, tmp_path):
     import torch
-    from jinstruct.train import load_for_inference, train
+    from jinstruct.train.qlora import load_for_inference, train
 
     data = write_records(tmp_path / "train.jsonl", qa_records(4))
     params = small_params(tiny_model, learning_rate=1e-2, max_steps=8, save_steps=100)
@@ -282,7 +274,7 @@ def test_qlora_on_cpu_loss_falls_and_the_adapter_reloads_and_generates(tiny_mode
     model, tok = load_for_inference(tiny_model, result.adapter_dir, load_in_4bit=True)
     assert getattr(model.get_base_model(), "is_loaded_in_4bit", False)
     msgs = [{"role": "user", "content": QA[0][0]}]
-    prompt = render_prompt(tok, "chat", msgs)
+    prompt = render(tok, "chat", msgs)
     full = tok(prompt + QA[0][1] + "<|end|>", return_tensors="pt")
     n_prompt = len(tok(prompt)["input_ids"])
     labels = full["input_ids"].clone()
@@ -305,7 +297,7 @@ def test_qlora_on_cpu_loss_falls_and_the_adapter_reloads_and_generates(tiny_mode
 def test_resume_continues_from_the_last_checkpoint(tiny_model, tmp_path):
     import shutil
 
-    from jinstruct.train import train
+    from jinstruct.train.qlora import train
 
     data = write_records(tmp_path / "train.jsonl", qa_records(8))
     params = small_params(tiny_model, max_steps=4, save_steps=2, per_device_batch_size=2, packing=False,

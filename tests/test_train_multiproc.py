@@ -18,16 +18,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry() -> list[str]:
-    """`-m jinstruct train` once the package CLI lists this module, else the module's own standalone entry."""
-    from jinstruct import __main__ as cli
-
-    return ["-m", "jinstruct", "train"] if "train_cli" in cli.CLI_MODULES else ["-m", "jinstruct.train_cli", "train"]
-
-
 @pytest.mark.slow
 def test_two_cpu_processes_train_one_adapter(tmp_path):
-    from jinstruct.tinymodel import build_tiny_model
+    from jinstruct.llm.tinymodel import build_tiny_model
 
     model = build_tiny_model()
     records = [{"messages": [{"role": "user", "content": f"{i}たす{i}は?"},
@@ -42,7 +35,7 @@ def test_two_cpu_processes_train_one_adapter(tmp_path):
     # launcher (torchrun underneath) with no visible GPU runs DDP on the CPU over gloo
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), *_entry(), "--config", str(tmp_path / "job.yaml")]
+           "--main_process_port", str(_free_port()), "-m", "jinstruct", "train", "--config", str(tmp_path / "job.yaml")]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
                           check=False)

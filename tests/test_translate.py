@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jinstruct.seeds import SeedTask
-from jinstruct.translate import (
+from jinstruct.formats.seed_task import SeedTask
+from jinstruct.seeds.translate import (
     DEFAULT_PROMPT,
     load_prompt,
     mask_spans,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from jinstruct.verdicts import (
+from jinstruct.judge.verdicts import (
     PAIR_VERDICT_SCHEMA,
     RATING_SCHEMA,
     PairVerdict,

@@ -1,74 +1,55 @@
-"""`python -m jinstruct <command>`: the runner, sweeps, and the tools each stage brings."""
+"""`python -m jinstruct <command>`: the runner, sweeps, and the tools each stage brings.
+
+Only the chosen command's module is imported (the others bring torch, pandas or the LLM client), so every command,
+and `--help`, starts fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
-from pathlib import Path
 
-# modules that add their own subcommands through `register_cli(sub)`
-CLI_MODULES = ("results_cli", "train_cli", "serve_cli", "llm_cli", "dedup", "estimate")
+from jinstruct import __version__, paths
 
-
-def _run(args: argparse.Namespace) -> int:
-    from jinstruct.config import ConfigError
-    from jinstruct.runner import StageFailed, run
-
-    try:
-        run(args.config, args.set, stages=args.stages, name=args.name, force=args.force,
-            **({"runs_dir": Path(args.runs_dir)} if args.runs_dir else {}),
-            **({"notebooks_dir": Path(args.notebooks)} if args.notebooks else {}))
-    except (ConfigError, StageFailed, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+# command -> (module, function that adds its parser, one line of help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("jinstruct.run.cli", "register_run", "run the numbered notebooks in order with papermill"),
+    "sweep": ("jinstruct.run.cli", "register_sweep", "expand a grid of overrides into runs and execute them"),
+    "estimate": ("jinstruct.run.estimate", "register_cli", "requests, tokens and cost of a run's LLM stages"),
+    "dedup": ("jinstruct.filter.dedup", "register_cli", "greedy ROUGE-L dedup of a JSON Lines file"),
+    "train": ("jinstruct.train.cli", "register_cli", "QLoRA-tune a base model on conversational JSONL"),
+    "results": ("jinstruct.judge.cli", "register_cli", "win rates, scores and ratings from judgment files"),
+    "serve": ("jinstruct.llm.serve_cli", "register_cli", "serve a local chat model over an OpenAI-compatible API"),
+    "cache": ("jinstruct.llm.cli", "register_cli", "the LLM response cache: stats, export"),
+}
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    from jinstruct.config import ConfigError
-    from jinstruct.sweep import execute, load_sweep, summary_table
-
-    try:
-        spec = load_sweep(args.file)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    runs = execute(spec, jobs=args.jobs, force=args.force,
-                   runs_dir=Path(args.runs_dir) if args.runs_dir else None)
-    print(summary_table(runs))
-    return 0 if all(r.status == "ok" for r in runs) else 1
+def chosen_command(argv: list[str]) -> str | None:
+    """The first argument that names a command (options such as --root come before it)."""
+    return next((a for a in argv if a in COMMANDS), None)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="jinstruct", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-
-    r = sub.add_parser("run", help="run the numbered notebooks in order with papermill")
-    r.add_argument("--config", required=True, help="a YAML file under configs/")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value by dotted key, e.g. generate.target=5000 (repeatable)")
-    r.add_argument("--stages", help="which notebooks: 01-06, 02, 01,03 (default: all)")
-    r.add_argument("--name", help="run name (default: the config's name); results land in runs/<name>/")
-    r.add_argument("--force", action="store_true", help="re-run stages even when unchanged")
-    r.add_argument("--runs-dir", help="where run folders go (default: runs/)")
-    r.add_argument("--notebooks", help="folder of numbered notebooks (default: notebooks/)")
-    r.set_defaults(func=_run)
-
-    s = sub.add_parser("sweep", help="expand a grid of overrides into runs and execute them")
-    s.add_argument("file", help="a sweep YAML (see jinstruct.sweep)")
-    s.add_argument("--jobs", type=int, default=1, help="runs at a time")
-    s.add_argument("--force", action="store_true")
-    s.add_argument("--runs-dir")
-    s.set_defaults(func=_sweep)
-
-    for module in CLI_MODULES:
-        importlib.import_module(f"jinstruct.{module}").register_cli(sub)
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; only `command`'s module is imported, the others are listed by name and help."""
+    p = argparse.ArgumentParser(prog="jinstruct", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"jinstruct {__version__}")
+    p.add_argument("--root", help="the project folder (default: $JINSTRUCT_ROOT, else the nearest folder at or "
+                                  "above the working directory with configs/ and notebooks/)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, function, help_) in COMMANDS.items():
+        if name == command:
+            getattr(importlib.import_module(module), function)(sub)
+        else:
+            sub.add_parser(name, help=help_, add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser(chosen_command(argv)).parse_args(argv)
+    if args.root:
+        paths.set_project_root(args.root)
     return int(args.func(args) or 0)
 
 

@@ -119,17 +119,6 @@ def validation_error(path: str | os.PathLike[str], line: int | None, err: Valida
     return DataError(path, line, field, first["msg"])
 
 
-def load_models(path: str | os.PathLike[str], model: type[M]) -> list[M]:
-    """Read a JSON Lines file into pydantic models, each bad line a DataError naming file, line and field."""
-    out: list[M] = []
-    for line, obj in iter_jsonl(path):
-        try:
-            out.append(model.model_validate(obj))
-        except ValidationError as e:
-            raise validation_error(path, line, e) from None
-    return out
-
-
 def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with Path(path).open("rb") as f:

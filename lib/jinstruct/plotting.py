@@ -55,9 +55,15 @@ def label_bars(ax: Axes, fmt: str = "{:,.0f}") -> None:
         ax.bar_label(container, fmt=fmt.format if "{" in fmt else fmt, padding=2, fontsize=8)  # type: ignore[arg-type]
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 150) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 200) -> Path:
     """Write the figure atomically; the format follows the suffix (.png, .svg, .pdf)."""
     path = Path(path)
     buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi)
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def save_figures(fig: Figure, stem: str | os.PathLike[str], dpi: int = 200) -> list[Path]:
+    """The figure as `<stem>.pdf` (vector, for papers) and `<stem>.png` (`dpi`, for notebooks and slides)."""
+    stem = Path(stem)
+    return [save_figure(fig, stem.with_name(stem.name + ".pdf")), save_figure(fig, stem.with_name(stem.name + ".png"), dpi)]

@@ -15,14 +15,34 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from jinstruct.formats.layout import RunLayout
 from jinstruct.io import atomic_write_bytes, read_json, write_json
 from jinstruct.llm.ledger import BudgetExceeded, cost_usd, estimate_prompt_tokens
-from jinstruct.llm.request import ChatRequest, ChatResult
+from jinstruct.llm.cache import ResponseCache
+from jinstruct.llm.ledger import Ledger
+from jinstruct.llm.request import ChatRequest, ChatResult, MalformedReply, parse_body
+from jinstruct.llm.settings import EndpointSettings, ModelPrice
 
-if TYPE_CHECKING:
-    from jinstruct.llm.client import LLMClient
+
+class BatchHost(Protocol):
+    """What the Batch API runner needs of a client: its settings, cache and ledger, and how it prepares a request
+    and reads a reply, so a batch answer is keyed, validated and booked exactly like a live one."""
+
+    settings: EndpointSettings
+    cache: ResponseCache
+    ledger: Ledger
+    run_dir: Path | None
+    stage: str
+
+    async def openai_client(self) -> Any: ...
+    def attempts(self, req: ChatRequest) -> int: ...
+    def prepare(self, req: ChatRequest, attempt: int) -> tuple[str, str, dict[str, Any]]: ...
+    def make_result(self, index: int, req: ChatRequest, key: str, body: dict[str, Any], *, cached: bool, calls: int,
+                    discount: float = 1.0) -> tuple[ChatResult, str | None]: ...
+    def invalid(self, result: ChatResult, problem: str) -> ChatResult: ...
+    def price_for(self, model: str) -> ModelPrice: ...
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 ENDPOINT = "/v1/chat/completions"
@@ -42,16 +62,16 @@ class _Round:
         self.canonical: dict[str, str] = {}
 
 
-def _state_path(client: LLMClient) -> Path:
+def _state_path(client: BatchHost) -> Path:
     assert client.run_dir is not None
-    return client.run_dir / "batches" / f"{client.stage}.json"
+    return RunLayout.of(client.run_dir).batches / f"{client.stage}.json"
 
 
 def _load_state(path: Path) -> dict[str, Any]:
     return read_json(path) if path.exists() else {"jobs": []}
 
 
-async def run_batch(client: LLMClient, requests: list[ChatRequest], bar: Any) -> list[ChatResult]:
+async def run_batch(client: BatchHost, requests: list[ChatRequest], bar: Any) -> list[ChatResult]:
     """Answer `requests` through batch jobs (cached answers are not sent); results in input order."""
     s = client.settings
     if client.run_dir is None:
@@ -61,11 +81,11 @@ async def run_batch(client: LLMClient, requests: list[ChatRequest], bar: Any) ->
         raise ValueError("the embedded backend has no Batch API: set use_batch_api: false")
     state_path = _state_path(client)
     state = _load_state(state_path)
-    oai = await client._openai()
+    oai = await client.openai_client()
     found = _Round()
     for req in requests:
-        for attempt in range(client._attempts(req)):
-            key, canonical, _ = client._prepare(req, attempt)
+        for attempt in range(client.attempts(req)):
+            key, canonical, _ = client.prepare(req, attempt)
             found.canonical[key] = canonical
     try:
         for job in state["jobs"]:
@@ -92,7 +112,7 @@ async def run_batch(client: LLMClient, requests: list[ChatRequest], bar: Any) ->
                 break
         for i, req in enumerate(requests):
             if i not in results:
-                key, _, _ = client._prepare(req, 0)
+                key, _, _ = client.prepare(req, 0)
                 why = next((found.errors[k] for k in _keys(client, req) if k in found.errors), "no answer from the batch job")
                 results[i] = ChatResult(request=req, index=i, error=why, calls=calls[i], key=key)
         ordered = [results[i] for i in range(len(requests))]
@@ -111,11 +131,11 @@ async def run_batch(client: LLMClient, requests: list[ChatRequest], bar: Any) ->
             bar.close()
 
 
-def _keys(client: LLMClient, req: ChatRequest) -> list[str]:
-    return [client._prepare(req, a)[0] for a in range(client._attempts(req))]
+def _keys(client: BatchHost, req: ChatRequest) -> list[str]:
+    return [client.prepare(req, a)[0] for a in range(client.attempts(req))]
 
 
-def _settle(client: LLMClient, requests: list[ChatRequest], results: dict[int, ChatResult], found: _Round,
+def _settle(client: BatchHost, requests: list[ChatRequest], results: dict[int, ChatResult], found: _Round,
             calls: list[int], invalid: list[int]) -> list[tuple[int, str, str, dict[str, Any]]]:
     """Fill `results` from the cache; return (index, key, canonical, payload) of the attempts still to send."""
     pending = []
@@ -125,15 +145,15 @@ def _settle(client: LLMClient, requests: list[ChatRequest], results: dict[int, C
             continue
         last = None
         invalid[i] = 0
-        for attempt in range(client._attempts(req)):
-            key, canonical, payload = client._prepare(req, attempt)
+        for attempt in range(client.attempts(req)):
+            key, canonical, payload = client.prepare(req, attempt)
             body = client.cache.get(key)
             if body is None:
                 if key not in found.final_errors:
                     pending.append((i, key, canonical, payload))
                 break
             fresh = key in found.fresh
-            result, problem = client._result(i, req, key, body, cached=not fresh and calls[i] == 0, calls=calls[i],
+            result, problem = client.make_result(i, req, key, body, cached=not fresh and calls[i] == 0, calls=calls[i],
                                              discount=discount if fresh else 1.0)
             if problem is None:
                 results[i] = result
@@ -142,11 +162,11 @@ def _settle(client: LLMClient, requests: list[ChatRequest], results: dict[int, C
             last = (result, problem)
         else:
             assert last is not None
-            results[i] = client._invalid(*last)
+            results[i] = client.invalid(*last)
     return pending
 
 
-def _fit_budget(client: LLMClient, pending: list[tuple[int, str, str, dict[str, Any]]]) -> tuple[list[Any], bool]:
+def _fit_budget(client: BatchHost, pending: list[tuple[int, str, str, dict[str, Any]]]) -> tuple[list[Any], bool]:
     """The longest prefix of `pending` whose worst-case cost fits the budget, and whether some were left out."""
     s = client.settings
     if s.budget_usd is None:
@@ -155,7 +175,7 @@ def _fit_budget(client: LLMClient, pending: list[tuple[int, str, str, dict[str, 
     total, kept = 0.0, []  # type: tuple[float, list[Any]]
     for item in pending:
         payload = item[3]
-        price = client._price_or_error(payload["model"])
+        price = client.price_for(payload["model"])
         limit = (payload.get(s.max_tokens_param) or 0) * payload.get("n", 1)
         if not limit:
             raise ValueError("budget_usd needs max_tokens (on the request or default_max_tokens) to bound each request's cost")
@@ -169,7 +189,7 @@ def _fit_budget(client: LLMClient, pending: list[tuple[int, str, str, dict[str, 
     return kept, False
 
 
-async def _submit(client: LLMClient, oai: Any, pending: list[tuple[int, str, str, dict[str, Any]]],
+async def _submit(client: BatchHost, oai: Any, pending: list[tuple[int, str, str, dict[str, Any]]],
                   state: dict[str, Any]) -> dict[str, Any]:
     seen: set[str] = set()
     lines = []
@@ -182,7 +202,7 @@ async def _submit(client: LLMClient, oai: Any, pending: list[tuple[int, str, str
     sha = hashlib.sha256(data).hexdigest()
     name = f"{client.stage}-{sha[:16]}.jsonl"
     assert client.run_dir is not None
-    atomic_write_bytes(client.run_dir / "batches" / name, data)
+    atomic_write_bytes(RunLayout.of(client.run_dir).batches / name, data)
     known = {job["batch_id"] for job in state["jobs"]}
     batch = await _orphan(oai, sha, known)
     if batch is None:
@@ -210,7 +230,7 @@ async def _orphan(oai: Any, sha: str, known: set[str]) -> Any:
     return None
 
 
-async def _collect(client: LLMClient, oai: Any, job: dict[str, Any], state: dict[str, Any], found: _Round, bar: Any) -> None:
+async def _collect(client: BatchHost, oai: Any, job: dict[str, Any], state: dict[str, Any], found: _Round, bar: Any) -> None:
     """Wait for a job to end, then put every answer into the cache by custom_id and note every failure."""
     s = client.settings
     started = time.monotonic()
@@ -229,7 +249,7 @@ async def _collect(client: LLMClient, oai: Any, job: dict[str, Any], state: dict
 
     assert client.run_dir is not None
     sent: dict[str, dict[str, Any]] = {}
-    input_path = client.run_dir / "batches" / job["input"]
+    input_path = RunLayout.of(client.run_dir).batches / job["input"]
     for line in input_path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             obj = json.loads(line)
@@ -249,8 +269,7 @@ async def _collect(client: LLMClient, oai: Any, job: dict[str, Any], state: dict
     write_json(_state_path(client), state)
 
 
-def _take(client: LLMClient, line: dict[str, Any], sent: dict[str, dict[str, Any]], found: _Round) -> None:
-    from jinstruct.llm.client import MalformedReply, _parse_body
+def _take(client: BatchHost, line: dict[str, Any], sent: dict[str, dict[str, Any]], found: _Round) -> None:
 
     key = line.get("custom_id", "")
     payload = sent.get(key)
@@ -261,7 +280,7 @@ def _take(client: LLMClient, line: dict[str, Any], sent: dict[str, dict[str, Any
     if status == 200:
         body = response.get("body")
         try:
-            body = _parse_body(json.dumps(body).encode(), payload.get("n", 1))
+            body = parse_body(json.dumps(body).encode(), payload.get("n", 1))
         except MalformedReply as e:
             found.errors[key] = f"batch: {e}"
             return

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from jinstruct.paths import REPO_ROOT
+from jinstruct import paths
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -31,8 +31,8 @@ CREATE TABLE IF NOT EXISTS responses (
 
 
 def default_cache_path() -> Path:
-    """runs/llm_cache.sqlite: the cache every config uses unless its `llm.cache` says otherwise."""
-    return REPO_ROOT / "runs" / "llm_cache.sqlite"
+    """<project root>/runs/llm_cache.sqlite: the cache every config uses unless its `llm.cache` says otherwise."""
+    return paths.runs_dir() / "llm_cache.sqlite"
 
 
 class ResponseCache:

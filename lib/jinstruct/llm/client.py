@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import json
 import queue
 import threading
 import weakref
@@ -25,7 +24,9 @@ from tqdm.auto import tqdm
 from jinstruct.llm.cache import ResponseCache, default_cache_path
 from jinstruct.llm.ledger import BudgetExceeded, Estimate, Ledger, cost_usd, estimate_prompt_tokens
 from jinstruct.llm.limits import RateLimiter, backoff_s
-from jinstruct.llm.request import ChatRequest, ChatResult, Usage, build_payload, request_key
+from jinstruct.formats.layout import RunLayout
+from jinstruct.llm.batch import run_batch
+from jinstruct.llm.request import ChatRequest, ChatResult, MalformedReply, Usage, build_payload, parse_body, request_key
 from jinstruct.llm.settings import EndpointSettings, ModelPrice, resolve_api_key
 from jinstruct.llm.structured import check_schema, validate_reply
 from jinstruct.llm.transport import (
@@ -44,10 +45,6 @@ Poster = AiohttpPoster | OpenAIPoster
 
 RETRYABLE_STATUS = {408, 409, 429}
 _END = object()
-
-class MalformedReply(Exception):
-    """A 200 response whose body is not a chat completion."""
-
 
 class _LoopThread:
     """An event loop running forever in a daemon thread."""
@@ -79,22 +76,6 @@ class _LoopThread:
             self.loop.close()
 
 
-def _parse_body(content: bytes, n: int) -> dict[str, Any]:
-    try:
-        body = json.loads(content)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise MalformedReply(f"malformed response body (not JSON: {e})") from None
-    choices = body.get("choices") if isinstance(body, dict) else None
-    if not isinstance(choices, list) or len(choices) != n:
-        got = len(choices) if isinstance(choices, list) else "no"
-        raise MalformedReply(f"malformed response body ({got} choices for n={n})")
-    for c in choices:
-        message = c.get("message") if isinstance(c, dict) else None
-        if not isinstance(message, dict) or not isinstance(message.get("content", ""), (str, type(None))):
-            raise MalformedReply("malformed response body (a choice has no message content)")
-    return body
-
-
 class LLMClient:
     """Chat completions against one OpenAI-compatible endpoint, cached, paced, retried, budgeted and booked.
 
@@ -120,9 +101,9 @@ class LLMClient:
         self.progress = progress
         self._api_key = resolve_api_key(settings)
         if settings.budget_usd is not None:
-            self._price_or_error(self.model)
+            self.price_for(self.model)
         self.cache = ResponseCache(cache_path)
-        ledger_path = self.run_dir / "ledger" / f"{self.stage}.json" if self.run_dir is not None else None
+        ledger_path = RunLayout.of(self.run_dir).ledger(self.stage) if self.run_dir is not None else None
         self.ledger = Ledger(self.stage, ledger_path, settings.budget_usd)
         self._asgi_app = asgi_app
         self._in_process: InProcessApp | None = None
@@ -221,7 +202,7 @@ class LLMClient:
 
     def key_of(self, request: ChatRequest, attempt: int = 0) -> Prepared:
         """(cache key, canonical request JSON, wire payload) of `request` (of its `attempt`-th structured try)."""
-        return self._prepare(request, attempt)
+        return self.prepare(request, attempt)
 
     def close(self) -> None:
         """Write the ledger, close connections and the cache."""
@@ -251,7 +232,7 @@ class LLMClient:
             self._runner = _LoopThread()
         return self._runner
 
-    async def _openai(self) -> openai.AsyncOpenAI:
+    async def openai_client(self) -> openai.AsyncOpenAI:
         """The openai client (the Batch API's files and batches go through it)."""
         await self._open()
         return self._oais[0]
@@ -268,7 +249,7 @@ class LLMClient:
                 if self._asgi_app is not None or s.is_embedded:
                     app = self._asgi_app
                     if app is None:
-                        from jinstruct.backend import create_app
+                        from jinstruct.llm.backend import create_app
 
                         assert s.embedded_model is not None
                         app = await asyncio.to_thread(create_app, Path(s.embedded_model))
@@ -302,23 +283,23 @@ class LLMClient:
             text = text.replace(self._api_key, "***")
         return text
 
-    def _price_or_error(self, model: str) -> ModelPrice:
+    def price_for(self, model: str) -> ModelPrice:
         price = self.settings.pricing.get(model)
         if price is None:
             raise ValueError(f"budget_usd is set but pricing has no entry for model '{model}': the budget cannot be enforced")
         return price
 
-    def _attempts(self, req: ChatRequest) -> int:
+    def attempts(self, req: ChatRequest) -> int:
         structured = req.json_schema is not None or req.choices is not None
         return 1 + (self.settings.structured_retries if structured else 0)
 
-    def _prepare(self, req: ChatRequest, attempt: int) -> Prepared:
+    def prepare(self, req: ChatRequest, attempt: int) -> Prepared:
         s = self.settings
         payload = build_payload(req, self.model, attempt, s.default_max_tokens, s.max_tokens_param, s.extra_body)
         key, canonical = request_key(payload, req.sample_index, attempt)
         return key, canonical, payload
 
-    def _result(self, index: int, req: ChatRequest, key: str, body: dict[str, Any], *, cached: bool, calls: int,
+    def make_result(self, index: int, req: ChatRequest, key: str, body: dict[str, Any], *, cached: bool, calls: int,
                 discount: float = 1.0) -> tuple[ChatResult, str | None]:
         """A result from a response body, and what is wrong with its structured reply (None when valid)."""
         choices = sorted(body["choices"], key=lambda c: c.get("index", 0))
@@ -351,20 +332,20 @@ class LLMClient:
         if req.json_schema is not None:
             check_schema(req.json_schema)
         last: tuple[ChatResult, str] | None = None
-        for attempt in range(self._attempts(req)):
-            prepared = self._prepare(req, attempt)
+        for attempt in range(self.attempts(req)):
+            prepared = self.prepare(req, attempt)
             body = self.cache.get(prepared[0])
             if body is None:
                 return None, attempt, prepared
-            result, problem = self._result(index, req, prepared[0], body, cached=True, calls=0)
+            result, problem = self.make_result(index, req, prepared[0], body, cached=True, calls=0)
             if problem is None:
                 return result, attempt, None
             last = (result, problem)
         assert last is not None
-        return self._invalid(last[0], last[1]), self._attempts(req), None
+        return self.invalid(last[0], last[1]), self.attempts(req), None
 
-    def _invalid(self, result: ChatResult, problem: str) -> ChatResult:
-        return result.model_copy(update={"error": f"invalid reply after {self._attempts(result.request)} attempts: {problem}"})
+    def invalid(self, result: ChatResult, problem: str) -> ChatResult:
+        return result.model_copy(update={"error": f"invalid reply after {self.attempts(result.request)} attempts: {problem}"})
 
     async def _run_one(self, index: int, req: ChatRequest, first: int, prepared: Prepared) -> tuple[ChatResult, int]:
         """Answer one request from attempt `first` on (the earlier ones are cached and invalid; `first`, already
@@ -372,8 +353,8 @@ class LLMClient:
         Returns the result and how many invalid structured replies were rejected on the way."""
         calls = invalid = 0
         last: tuple[ChatResult, str] | None = None
-        for attempt in range(first, self._attempts(req)):
-            key, canonical, payload = prepared if attempt == first else self._prepare(req, attempt)
+        for attempt in range(first, self.attempts(req)):
+            key, canonical, payload = prepared if attempt == first else self.prepare(req, attempt)
             body = None if attempt == first else self.cache.get(key)
             if body is None:
                 sent, n, error = await self._send(req, payload)
@@ -381,20 +362,20 @@ class LLMClient:
                 if sent is None:
                     return ChatResult(request=req, index=index, error=error, calls=calls, key=key), invalid
                 body = self.cache.put(key, payload["model"], canonical, sent[0], raw=sent[1])
-            result, problem = self._result(index, req, key, body, cached=calls == 0, calls=calls)
+            result, problem = self.make_result(index, req, key, body, cached=calls == 0, calls=calls)
             if problem is None:
                 return result, invalid
             invalid += 1
             last = (result, problem)
         assert last is not None
-        return self._invalid(last[0], last[1]), invalid
+        return self.invalid(last[0], last[1]), invalid
 
     async def _send(self, req: ChatRequest, payload: dict[str, Any]) -> tuple[tuple[dict[str, Any], bytes] | None, int, str | None]:
         """POST one payload with retries: ((body, raw body), calls made, None) or (None, calls made, why it failed)."""
         s = self.settings
         poster = await self._open()
         model = payload["model"]
-        price = self._price_or_error(model) if s.budget_usd is not None else s.pricing.get(model)
+        price = self.price_for(model) if s.budget_usd is not None else s.pricing.get(model)
         metered = s.budget_usd is not None or self._tpm is not None
         estimated = estimate_prompt_tokens(req.messages) if metered else 0
         max_completion = (req.max_tokens or s.default_max_tokens or 0) * req.n
@@ -415,7 +396,7 @@ class LLMClient:
             try:
                 async with asyncio.timeout(s.timeout_s):
                     content = await poster.post(payload)
-                body = _parse_body(content, req.n)
+                body = parse_body(content, req.n)
                 if price is None and not s.is_embedded and model not in self.ledger.record.unpriced_models:
                     self.ledger.record.unpriced_models.append(model)
                 usage = body.get("usage") or {}
@@ -526,8 +507,6 @@ class LLMClient:
 
     async def _chat_many(self, requests: list[ChatRequest], bar: Any) -> list[ChatResult]:
         if self.settings.use_batch_api:
-            from jinstruct.llm.batch import run_batch
-
             return await run_batch(self, requests, bar)
         results: list[ChatResult] = []
         try:

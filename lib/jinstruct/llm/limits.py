@@ -2,41 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import random
 import time
 from collections.abc import Mapping
 
+from aiolimiter import AsyncLimiter
+
 MAX_RETRY_AFTER_S = 300.0
 
 
 class RateLimiter:
-    """A token bucket refilled at `per_minute / 60` units per second, holding at most one second's worth.
-
-    `acquire(amount)` waits until the bucket is not in debt, then takes `amount` (which may exceed the
-    bucket, leaving it in debt), so a large request is never starved and the long-run rate is the limit.
-    Waiters are served first come, first served.
-    """
+    """A per-minute limit (requests, or tokens) as aiolimiter's leaky bucket holding one second's worth (at least
+    one unit), so the pace is smooth rather than a burst at the top of each minute. An `amount` above the bucket
+    (one very long prompt against a tokens-per-minute limit) is paid in bucket-sized parts before it goes, so the
+    long-run rate never exceeds the limit."""
 
     def __init__(self, per_minute: float):
-        self.rate = per_minute / 60.0
-        self.capacity = max(self.rate, 1.0)
-        self.level = self.capacity
-        self.stamp = time.monotonic()
-        self._lock = asyncio.Lock()
+        capacity = max(per_minute / 60.0, 1.0)
+        self.limiter = AsyncLimiter(capacity, time_period=capacity * 60.0 / per_minute)
 
     async def acquire(self, amount: float = 1.0) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
-                self.stamp = now
-                need = min(amount, self.capacity)
-                if self.level >= need:
-                    self.level -= amount
-                    return
-                await asyncio.sleep((need - self.level) / self.rate)
+        while amount > 0:
+            part = min(amount, self.limiter.max_rate)
+            await self.limiter.acquire(part)
+            amount -= part
 
 
 def retry_after_s(headers: Mapping[str, str] | None) -> float | None:

@@ -158,3 +158,24 @@ def request_key(payload: dict[str, Any], sample_index: int, attempt: int) -> tup
     content = {"v": KEY_VERSION, "body": payload, "sample_index": sample_index, "attempt": attempt}
     canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest(), canonical
+
+
+class MalformedReply(Exception):
+    """A 200 response whose body is not a chat completion."""
+
+
+def parse_body(content: bytes, n: int) -> dict[str, Any]:
+    """A chat completion body with exactly `n` choices, each with a message; else MalformedReply."""
+    try:
+        body = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MalformedReply(f"malformed response body (not JSON: {e})") from None
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or len(choices) != n:
+        got = len(choices) if isinstance(choices, list) else "no"
+        raise MalformedReply(f"malformed response body ({got} choices for n={n})")
+    for c in choices:
+        message = c.get("message") if isinstance(c, dict) else None
+        if not isinstance(message, dict) or not isinstance(message.get("content", ""), (str, type(None))):
+            raise MalformedReply("malformed response body (a choice has no message content)")
+    return body

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from jinstruct.paths import REPO_ROOT
+from jinstruct import paths
 
 EMBEDDED = "embedded"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -113,7 +113,11 @@ def _is_loopback(url: str) -> bool:
 def _from_dotenv(name: str) -> str | None:
     from dotenv import dotenv_values, find_dotenv
 
-    for path in (find_dotenv(usecwd=True), str(REPO_ROOT / ".env")):
+    try:
+        project_env = str(paths.project_root() / ".env")
+    except paths.ProjectRootNotFound:
+        project_env = ""
+    for path in (find_dotenv(usecwd=True), project_env):
         if path and Path(path).is_file():
             value = dotenv_values(path).get(name)
             if value:

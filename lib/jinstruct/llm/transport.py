@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from types import ModuleType
@@ -11,51 +10,37 @@ from urllib.parse import urlparse
 from urllib.request import getproxies, proxy_bypass
 
 import httpx
+from asgi_lifespan import LifespanManager, LifespanNotSupported
 
 ASGIApp = Any
 
 
 class InProcessApp:
-    """Runs an ASGI app's lifespan (startup before the first request, shutdown on `stop`) and hands each
-    request the lifespan state, as a server would; httpx's ASGITransport alone runs no lifespan."""
+    """An ASGI app served in-process: its lifespan runs (startup before the first request, shutdown on `stop`) and
+    each request sees the lifespan state, as under a server; httpx's ASGITransport alone runs no lifespan.
+    asgi-lifespan does the protocol."""
 
     def __init__(self, app: ASGIApp):
-        self.app = app
-        self.state: dict[str, Any] = {}
-        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._supported = True
+        self.app: ASGIApp = app
+        self._manager: LifespanManager | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] in ("http", "websocket") and self.state:
-            scope = {**scope, "state": dict(self.state)}
         await self.app(scope, receive, send)
 
     async def start(self) -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
-        self._task = asyncio.get_running_loop().create_task(self._run(scope))
-        await self._to_app.put({"type": "lifespan.startup"})
-        message = await self._from_app.get()
-        if message["type"] == "lifespan.startup.failed":
-            raise RuntimeError(f"the embedded app failed to start: {message.get('message', '')}")
-
-    async def _run(self, scope: dict[str, Any]) -> None:
+        manager = LifespanManager(self.app, startup_timeout=None, shutdown_timeout=30)
         try:
-            await self.app(scope, self._to_app.get, self._from_app.put)
-        except Exception:  # an app without lifespan support may raise on the scope: it needs no startup
-            self._supported = False
-            await self._from_app.put({"type": "lifespan.startup.complete"})
+            await manager.__aenter__()
+        except LifespanNotSupported:  # an app without a lifespan needs no startup
+            return
+        except Exception as e:
+            raise RuntimeError(f"the embedded app failed to start: {e}") from e
+        self._manager, self.app = manager, manager.app
 
     async def stop(self) -> None:
-        if self._task is None or self._task.done():
-            return
-        await self._to_app.put({"type": "lifespan.shutdown"})
-        try:
-            await asyncio.wait_for(self._from_app.get(), timeout=30)
-        finally:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._manager is not None:
+            manager, self._manager = self._manager, None
+            await manager.__aexit__(None, None, None)
 
 
 def asgi_http_client(app: InProcessApp, base_url: str) -> httpx.AsyncClient:

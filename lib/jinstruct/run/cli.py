@@ -1,0 +1,55 @@
+"""`python -m jinstruct run` and `sweep`: the pipeline's notebooks in order, or a grid of runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from jinstruct.run.config import ConfigError
+from jinstruct.run.runner import StageFailed, run
+from jinstruct.run.sweep import execute, load_sweep, summary_table
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        run(args.config, args.set, stages=args.stages, name=args.name, force=args.force,
+            **({"runs_dir": Path(args.runs_dir)} if args.runs_dir else {}),
+            **({"notebooks_dir": Path(args.notebooks)} if args.notebooks else {}))
+    except (ConfigError, StageFailed, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    try:
+        spec = load_sweep(args.file)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    runs = execute(spec, jobs=args.jobs, force=args.force, runs_dir=Path(args.runs_dir) if args.runs_dir else None)
+    print(summary_table(runs))
+    return 0 if all(r.status == "ok" for r in runs) else 1
+
+
+def register_run(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("run", help="run the numbered notebooks in order with papermill")
+    r.add_argument("--config", required=True, help="a YAML file under configs/")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value by dotted key, e.g. generate.self_instruct.target=5000 (repeatable)")
+    r.add_argument("--stages", help="which notebooks: 01-06, 02, 01,03 (default: all)")
+    r.add_argument("--name", help="run name (default: the config's name); results land in runs/<name>/")
+    r.add_argument("--force", action="store_true", help="re-run stages even when unchanged")
+    r.add_argument("--runs-dir", help="where run folders go (default: <project>/runs/)")
+    r.add_argument("--notebooks", help="folder of numbered notebooks (default: <project>/notebooks/)")
+    r.set_defaults(func=_run)
+
+
+def register_sweep(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("sweep", help="expand a grid of overrides into runs and execute them")
+    s.add_argument("file", help="a sweep YAML (see jinstruct.run.sweep)")
+    s.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    s.add_argument("--force", action="store_true")
+    s.add_argument("--runs-dir")
+    s.set_defaults(func=_sweep)

@@ -1,0 +1,64 @@
+"""Stage 01 in one call: translate the English seeds, export the post-editing sheet, take the edits back, measure
+the effort, and settle which Japanese seeds the later stages use.
+
+With `edited_sheet` (a sheet a person edited) the post-edited translations become the seeds. Without it, the
+project's shipped Japanese seeds stand in for the person's edits: the edited sheet is built from them (paired by
+id), the effort report compares them with the machine translation, and the shipped set is what generation reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinstruct.formats.layout import RunLayout
+from jinstruct.io import write_json
+from jinstruct.paths import resolve_path
+from jinstruct.seeds.postedit import EffortReport, effort_report, export_sheet, import_sheet, sheet_from_tasks
+from jinstruct.formats.seed_task import SeedTask, load_seed_tasks, write_seed_tasks
+from jinstruct.seeds.translate import Translation, translate_seed_tasks
+
+
+@dataclass
+class SeedEditing:
+    english: list[SeedTask]
+    translation: Translation
+    sheet: Path  # the sheet to edit
+    edited_sheet: Path  # the sheet the edits came from
+    edited: list[SeedTask]  # post-edited translations
+    effort: EffortReport
+    seeds: list[SeedTask]  # what the later stages use
+    seeds_path: Path
+
+
+def edit_seeds(english: list[SeedTask], client: Any, layout: RunLayout, *, shipped_seeds: str | Path,
+               edited_sheet: str | Path | None = None, **translate_kw: Any) -> SeedEditing:
+    """Write the run's seed files (the machine translation, its report, the post-editing sheet, the post-edited
+    tasks, the Japanese seeds: see `RunLayout`). Relative paths are relative to the project root."""
+    layout.seeds.mkdir(parents=True, exist_ok=True)
+    shipped_seeds = resolve_path(shipped_seeds)
+    edited_sheet = resolve_path(edited_sheet) if edited_sheet else None
+    translation = translate_seed_tasks(english, client, **translate_kw)
+    machine = translation.tasks
+    if not machine:
+        raise RuntimeError(f"every translation failed: {translation.problems()}")
+    write_seed_tasks(layout.machine_translated, machine)
+    translation.table().to_csv(layout.translation_report, index=False)
+    sheet = export_sheet(english, machine, layout.postedit_sheet,
+                         notes={r.task_id: r.problems for r in translation.reports if r.problems})
+    shipped = load_seed_tasks(shipped_seeds)
+    by_person = edited_sheet is not None
+    if edited_sheet is None:
+        edited_sheet = sheet_from_tasks(machine, shipped, layout.postedit_sheet_stand_in, english=english)
+    edited = import_sheet(edited_sheet, machine)
+    write_seed_tasks(layout.post_edited, edited)
+    final = edited if by_person else shipped
+    seeds_path = write_seed_tasks(layout.japanese_seeds, final)
+    return SeedEditing(english, translation, sheet, edited_sheet, edited, effort_report(machine, edited), final,
+                       seeds_path)
+
+
+def save_effort(effort: EffortReport, path: Path) -> Path:
+    """The effort summary (fields, characters changed, edit rates) as JSON, for the manifest and notebook 09."""
+    return write_json(path, effort.summary)
