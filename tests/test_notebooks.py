@@ -13,8 +13,11 @@ from jinstruct.run.runner import discover
 NOTEBOOKS = sorted(notebooks_dir().glob("*.ipynb"))
 
 
-def test_there_are_numbered_notebooks():
-    assert discover() and len(discover()) == len(NOTEBOOKS)
+def test_the_runner_finds_every_stage_notebook_in_number_order():
+    stages = discover()
+    numbers = [int(p.name[:2]) for p in stages]
+    assert numbers == list(range(1, len(stages) + 1)), "stages are numbered 01, 02, ... without gaps or repeats"
+    assert {p.name for p in stages} == {p.name for p in NOTEBOOKS if p.name[:2].isdigit()}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

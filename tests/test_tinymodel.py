@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from jinstruct.llm import tinymodel
-from jinstruct.io import DataError, write_jsonl
+from jinstruct.io import read_json, DataError, write_jsonl
 from jinstruct.llm.tinymodel import TinyModelSpec, build_tiny_model, parse_corpus
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -95,7 +95,7 @@ def test_new_seed_file_changes_the_key_and_feeds_the_tokenizer(
     assert before != after, "a new data file must give a new cache key"
     texts, _ = tinymodel._read_inputs(tinymodel.corpus_path(), tinymodel._extra_files())
     assert {"好きな果物を答えてください。", "りんごです。"} <= set(texts)
-    info_before, info_after = tinymodel.read_build_info(before), tinymodel.read_build_info(after)
+    info_before, info_after = read_json(before / "build_info.json"), read_json(after / "build_info.json")
     assert info_before["conversations"] == info_after["conversations"], "pre-training uses the corpus only"
     (seeds / "bad.jsonl").write_text('{"instruction": "x"}\nnot json\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"bad\.jsonl, line 2"):
@@ -127,7 +127,7 @@ def test_real_model_loads_renders_and_generates_japanese(tiny_dir: Path) -> None
     assert cfg.model_type == "llama" and cfg.head_dim >= 32 and cfg.tie_word_embeddings
     assert sum(p.numel() for p in model.parameters()) < 1_000_000
     assert len(tok) == cfg.vocab_size <= 4096
-    info = tinymodel.read_build_info(tiny_dir)
+    info = read_json(Path(tiny_dir) / "build_info.json")
     assert info["loss_last"] < info["loss_first"] - 3, "pre-training must have learnt something"
 
     msgs = [{"role": "system", "content": "簡潔に。"}, {"role": "user", "content": "日本の首都は?"}]

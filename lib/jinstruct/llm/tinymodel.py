@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from jinstruct.io import DataError, iter_jsonl, read_json, write_json
+from jinstruct.io import DataError, iter_jsonl, write_json
 from jinstruct.paths import cache_dir, data_dir, resolve_path
 
 try:  # POSIX advisory lock; the atomic rename alone already keeps concurrent builders safe
@@ -395,14 +395,6 @@ def build_tiny_model(out_dir: Path | None = None, variant: str = "base") -> Path
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return final
-
-
-def read_build_info(model_dir: Path | str) -> dict[str, Any]:
-    """What `build_tiny_model` recorded about a model: name, variant, seed, parameters, tokens, losses, spec."""
-    info = read_json(Path(model_dir) / "build_info.json")
-    if not isinstance(info, dict):
-        raise DataError(Path(model_dir) / "build_info.json", None, None, "expected a JSON object")
-    return info
 
 
 TINY_ALIASES = {"tiny": "base", "tiny-base": "base"}
