@@ -265,7 +265,7 @@ class SelfInstructRecipe:
         if self.structured:
             return parse_json_reply(result.parsed if result.parsed is not None else result.text, reason)
         if self.style == "alpaca":  # the reply continues the cue
-            return parse_reply(alpaca_cue(self.num_demos + 1) + (result.text or ""), reason)
+            return parse_reply(alpaca_cue(self.num_demos + 1) + result.text, reason)
         return parse_reply(result.text, reason)
 
     def params(self) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def _answers_for_judging(st: Stage) -> tuple[dict[str, dict], list[str], list[st
             try:
                 path = published_answers(spec.answers, spec.answers_sha256)
                 have[key] = {a.question_id: a for a in load_answers(path, model_id=key)}
-            except (DownloadError, ChecksumError, FileNotFoundError) as e:
+            except (DownloadError, ChecksumError, FileNotFoundError, KeyError) as e:
                 missing.append(f"answers of {spec.model_id}: {e}")
         else:
             pending.append(key)
