@@ -9,10 +9,6 @@ this translation, so the effort report says so and reports no edit distance (com
 rewrite, not an edit).
 """
 
-STAND_IN_NOTE = ("The Japanese seeds in use are the shipped original seeds ({path}), written in Japanese, not "
-                 "post-edits of this machine translation: there is no edit distance to report. To measure the "
-                 "effort, post-edit seeds/postedit_sheet.csv and set seeds.edited_sheet to it.")
-
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,6 +21,10 @@ from jinstruct.paths import resolve_path
 from jinstruct.seeds.postedit import EffortReport, effort_report, export_sheet, import_sheet, sheet_from_tasks
 from jinstruct.formats.seed_task import SeedTask, load_seed_tasks, write_seed_tasks
 from jinstruct.seeds.translate import Translation, translate_seed_tasks
+
+STAND_IN_NOTE = ("The Japanese seeds in use are the shipped original seeds ({path}), written in Japanese, not "
+                 "post-edits of this machine translation: there is no edit distance to report. To measure the "
+                 "effort, post-edit seeds/postedit_sheet.csv and set seeds.edited_sheet to it.")
 
 
 @dataclass
