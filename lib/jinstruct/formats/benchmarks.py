@@ -220,7 +220,8 @@ def judge_prompts_file(spec: BenchmarkSpec, *, registry: Mapping[str, Benchmark]
 
 def _prompts_of(bench: Benchmark) -> Pinned | None:
     if isinstance(bench, Local):
-        return Pinned("judge_prompts.jsonl", None) if (paths.resolve_path(bench.folder) / "judge_prompts.jsonl").is_file() else None
+        shipped = paths.resolve_path(bench.folder) / "judge_prompts.jsonl"
+        return Pinned("judge_prompts.jsonl", None) if shipped.is_file() else None
     return next((f for f in bench.files if f.path == "judge_prompts.jsonl"), None)
 
 

@@ -310,7 +310,8 @@ def select_questions(questions: list[Question], per_category: int | None) -> lis
     return out
 
 
-def load_benchmark(benchmark: BenchmarkSpec, per_category: int | None = None) -> tuple[list[Question], dict[Any, Answer]]:
+def load_benchmark(benchmark: BenchmarkSpec,
+                   per_category: int | None = None) -> tuple[list[Question], dict[Any, Answer]]:
     """Questions (`question.jsonl`) and reference answers (every file under `reference_answer/`, in either layout) of
     a benchmark: a name (`ja_qa80`, `ja-vicuna`, `ja-mt-bench`: fetched and checked first, see
     `jinstruct.formats.benchmarks`) or a folder."""

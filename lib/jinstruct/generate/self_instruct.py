@@ -12,8 +12,8 @@ stops before "20."). In structured mode the reply is a JSON list of tasks instea
 `prompt: alpaca` sends stanford_alpaca's own `prompt.txt` instead (downloaded once from tatsu-lab/stanford_alpaca
 at commit 761dc5bf, Apache-2.0, checked against the sha256 the config pins in `prompt_sha256`: the project has not
 checked one itself, so an unpinned file is refused with its sha256 shown), followed by the demonstrations in
-Alpaca's format and its completion cue `<k+1>. Instruction:`, with Alpaca's stop sequences (newline + `20`, and `20.`): the
-bootstrap as Alpaca ran it, e.g. to reproduce a paper that used it. The reply is parsed with the cue put back.
+Alpaca's format and its completion cue `<k+1>. Instruction:`, with Alpaca's stop sequences (newline + `20`, and
+`20.`): the bootstrap as Alpaca ran it, e.g. to reproduce a paper that used it. The reply is parsed with the cue put back.
 
 Growth: a parsed candidate joins the pool iff its highest ROUGE-L against the pool and the seeds is at most the
 threshold (0.7), decided by `jinstruct.filter.dedup.Deduper` as each reply is processed. Replies are processed in request

@@ -110,8 +110,9 @@ def _ratings(args: argparse.Namespace) -> int:
     games = _by_turn(games, args.turn)
     table = results.bt_ratings(games, anchor=args.anchor, anchor_rating=args.anchor_rating, rounds=args.rounds,
                                seed=args.seed, level=args.level)
-    _emit(args, {"judge": judge, "semantics": args.semantics, "games": len(games), "anchor": args.anchor, "anchor_rating": args.anchor_rating,
-                 "bootstrap_rounds": args.rounds, "level": args.level}, {"ratings": table})
+    _emit(args, {"judge": judge, "semantics": args.semantics, "games": len(games), "anchor": args.anchor,
+                 "anchor_rating": args.anchor_rating, "bootstrap_rounds": args.rounds, "level": args.level},
+          {"ratings": table})
     return 0
 
 

@@ -323,7 +323,8 @@ def pairwise_record(task: PairTask, judge_model: str, g1_reply: str, g2_reply: s
         raise ValueError(f"judge prompt {task.g1.prompt.name!r} is not a pairwise verdict format")
     return PairwiseJudgment(
         question_id=task.question.question_id, model_1=task.model_1, model_2=task.model_2,
-        g1_winner=fastchat_winner(v1, 1), g2_winner=fastchat_winner(v2, 2), judge=judge_field(judge_model, task.g1.prompt.name, rule),
+        g1_winner=fastchat_winner(v1, 1), g2_winner=fastchat_winner(v2, 2),
+        judge=judge_field(judge_model, task.g1.prompt.name, rule),
         g1_user_prompt=task.g1.user_prompt, g1_judgment=g1_reply, g2_user_prompt=task.g2.user_prompt,
         g2_judgment=g2_reply, turn=task.turn, tstamp=time.time() if tstamp is None else tstamp)
 
@@ -335,7 +336,8 @@ def single_record(task: SingleTask, judge_model: str, reply: str, tstamp: float 
     if not isinstance(verdict, Rating):
         raise ValueError(f"judge prompt {task.input.prompt.name!r} is not a rating format")
     return SingleJudgment(
-        question_id=task.question.question_id, model=task.model, judge=judge_field(judge_model, task.input.prompt.name, rule),
+        question_id=task.question.question_id, model=task.model,
+        judge=judge_field(judge_model, task.input.prompt.name, rule),
         user_prompt=task.input.user_prompt, judgment=reply,
         score=verdict.score if verdict.score is not None else ERROR_SCORE, turn=task.turn,
         tstamp=time.time() if tstamp is None else tstamp)

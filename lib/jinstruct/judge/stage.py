@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 
 from jinstruct.formats.benchmarks import judge_prompts_file
-from jinstruct.formats.fastchat import (Answer, JudgePrompt, Question, judgment_path, load_answer_dir, load_pairwise_judgments,
-                                load_single_judgments)
+from jinstruct.formats.fastchat import (Answer, JudgePrompt, Question, judgment_path, load_answer_dir,
+                                        load_pairwise_judgments, load_single_judgments)
 from jinstruct.judge.engine import JudgeReport, judge_pairwise, judge_single
 from jinstruct.judge.grader import GraderSettings, judge_request
 from jinstruct.judge.prompts import PairTask, SingleTask, load_prompts, pairwise_tasks, single_tasks
