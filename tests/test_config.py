@@ -58,9 +58,13 @@ def test_bad_override_is_named(tmp_path):
 def test_shipped_configs_validate(path):
     cfg = load_config(path)
     assert cfg.name == path.stem, "a config's run name is its file name, so runs/<name>/ is easy to find"
-    named = {cfg.seeds.endpoint, cfg.generate.endpoint, cfg.judge.endpoint}
-    named |= {m.endpoint for m in cfg.answer.models if m.endpoint}
-    assert named <= set(cfg.llm.endpoints), "every endpoint a stage names is defined"
+    from jinstruct.run.runner import stage_numbers
+
+    runs = stage_numbers(cfg.stages) if cfg.stages else {1, 2, 5, 6}
+    by_stage = {1: {cfg.seeds.endpoint}, 2: {cfg.generate.endpoint}, 6: {cfg.judge.endpoint},
+                5: {m.endpoint for m in cfg.answer.models if m.endpoint}}
+    named = set().union(*(by_stage[n] for n in runs if n in by_stage))
+    assert named <= set(cfg.llm.endpoints), "every endpoint a stage the config runs names is defined"
     trained = {m.name for m in cfg.train.models}
     assert {m.trained for m in cfg.answer.models if m.trained} <= trained
 

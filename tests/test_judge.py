@@ -259,7 +259,7 @@ def test_single_grading_with_reference_and_multi_turn_prompts(tmp_path: Path, pr
     by = {(r["question_id"], r["turn"], r["model"]): r for r in records}
     assert by[(1, 1, "tuned")]["score"] == 8 and by[(1, 1, "base")]["score"] == 3
     assert by[(12, 1, "tuned")]["score"] == -1
-    assert by[(4, 1, "tuned")]["judge"] == ["scripted-judge", "single-math-v1"]
+    assert by[(4, 1, "tuned")]["judge"] == ["scripted-judge", "single-math-v1", "verdict:last"]
     assert REFERENCE in by[(4, 1, "tuned")]["user_prompt"]
     assert by[(5, 2, "base")]["judge"][1] == "single-v1-multi-turn"
 
@@ -331,7 +331,8 @@ def test_end_to_end_answers_and_structured_judging_on_the_embedded_backend(tmp_p
                               tmp_path / "judgments", mode="choice", max_tokens=8, echo=False)
     assert (pair.judged, pair.errors, single.judged, single.errors) == (2, 0, 4, 0)
     records = load_pairwise_judgments(pair.path)
-    assert {j.judge for j in records} == {(model_dir.name, "pair-v2"), (model_dir.name, "pair-math-v1")}
+    assert {j.judge for j in records} == {(model_dir.name, "pair-v2", "verdict:last"),
+                                          (model_dir.name, "pair-math-v1", "verdict:last")}
     assert all(json.loads(j.g1_judgment)["verdict"] in "ABC" for j in records)
     games = results.pairwise_frame(records, results.categories_of(questions))
     table = results.pairwise_summary(games, "tiny-alpaca", rounds=20)

@@ -207,7 +207,8 @@ def test_records_from_replies_map_the_swapped_order_back(en, questions, tmp_path
     # both orders prefer tuned: game 1 says A (tuned first), game 2 says B (tuned second)
     rec = pairwise_record(task, "judge-x", "Aが良い。[[A]]", '{"reasoning": "後者", "verdict": "B"}', tstamp=5.0)
     assert (rec.g1_winner, rec.g2_winner) == ("model_1", "model_1")
-    assert rec.judge == ("judge-x", "pair-v2") and rec.turn == 1 and rec.tstamp == 5.0
+    assert rec.judge == ("judge-x", "pair-v2", "verdict:last") and rec.verdict_rule == "last"
+    assert rec.turn == 1 and rec.tstamp == 5.0
     assert rec.g1_user_prompt == task.g1.user_prompt and rec.g2_judgment.startswith('{"reasoning"')
     bad = pairwise_record(task, "judge-x", "わかりません", "[[C]]")
     assert (bad.g1_winner, bad.g2_winner) == ("error", "tie")

@@ -17,6 +17,7 @@ from jinstruct.io import DataError
 from jinstruct.seeds.postedit import (
     COLUMNS,
     apply_edits,
+    EffortReport,
     effort_report,
     export_sheet,
     import_sheet,
@@ -276,7 +277,10 @@ def test_effort_numbers_on_a_hand_computed_example() -> None:
     assert list(df["accepted"]) == [False, True, True, True, False, False, True, True, True]
     assert report.summary == pytest.approx(
         {
+            "comparable": True,
             "tasks": 3,
+            "machine_tasks": 3,
+            "edited_tasks": 3,
             "tasks_touched": 2,
             "share_tasks_touched": 2 / 3,
             "fields": 9,
@@ -296,11 +300,30 @@ def test_effort_numbers_on_a_hand_computed_example() -> None:
     ]
 
 
-def test_effort_needs_the_same_tasks() -> None:
-    with pytest.raises(ValueError, match="same ids"):
-        effort_report(EFFORT_MACHINE, EFFORT_EDITED[:2])
+def test_effort_compares_only_the_tasks_matched_by_id() -> None:
+    # B has no edit and D no machine translation: A and C are compared, like with like
+    edited = [EFFORT_EDITED[0], EFFORT_EDITED[2], seed("D", "別の課題", ("", "答え"))]
+    report = effort_report(EFFORT_MACHINE, edited)
+    s = report.summary
+    assert (s["tasks"], s["machine_tasks"], s["edited_tasks"]) == (2, 3, 3)
+    assert list(report.fields["task_id"].unique()) == ["A", "C"]
+    assert (s["fields"], s["fields_touched"], s["chars_changed"], s["edited_chars"]) == (6, 1, 3, 7 + 3 + 1 + 1)
+    assert s["char_edit_rate"] == pytest.approx(3 / 12)
+    with pytest.raises(ValueError, match="nothing to compare"):
+        effort_report(EFFORT_MACHINE, [seed("D", "別の課題", ("", "答え"))])
     with pytest.raises(ValueError, match="has no instances.1.input"):
         effort_report([seed("A", "a", ("", "b"), ("c", "d"))], [seed("A", "a", ("", "b"))])
+
+
+def test_original_seeds_are_not_post_edits_and_report_no_edit_distance() -> None:
+    report = EffortReport.not_comparable("the shipped original seeds are in use", machine_tasks=3)
+    assert not report.comparable
+    assert report.summary == {"comparable": False, "note": "the shipped original seeds are in use", "tasks": 0,
+                              "machine_tasks": 3}
+    assert "chars_changed" not in report.summary and report.fields.empty and report.per_task().empty
+    fig = plot_edit_distance(report)
+    (ax,) = fig.axes
+    assert not ax.patches and "編集距離なし" in ax.texts[0].get_text()
 
 
 def test_effort_of_the_round_trip_matches_the_edits(tmp_path: Path) -> None:

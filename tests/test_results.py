@@ -283,3 +283,91 @@ def test_cli_errors_are_one_line_with_exit_code_1(tmp_path, capsys):
     assert cli("results", "pairwise", str(two)) == 1
     assert "several judges ['claude', 'gpt-4']" in capsys.readouterr().err
     assert cli("results", "pairwise", str(two), "--judge", "claude", "--rounds", "0") == 0
+
+
+# ---- semantics and per-pair tables on the all-pairs file (ja-vicuna's v2 layout) ------------------------------
+#
+# tests/data/ja_vicuna/model_judgment/gpt-4_pair.jsonl, 14 lines (model_1 vs model_2, question: g1 / g2):
+#   tuned-base    q1 m1/m1  q2 m1/m2  q3 tie/error  q4 m2/m2
+#   base-davinci  q1 m1/m1  q2 error/error  q3 m2/m2  q4 m1/m1  q4 m1/m1 (the same game again)
+#   tuned-davinci q1 m1/m1  q2 m1/error  (davinci-tuned) q3 m2/m2  q4 tie/tie  q4 m2/m2 (re-judged)
+# fastchat: errors left out, a repeated game counts once (its last line): 12 games.
+#   tuned-base W1 T1 L1 E1; base-davinci W2 T0 L1 E1; tuned-davinci W2 T0 L1 E1 (q4: the last line, a loss)
+# ja-vicuna-2023: every line; an error is a tie, error/error is a win for model_2: 14 games.
+#   tuned-base W1 T2 L1; base-davinci W3 T0 L2 (q2 goes to davinci); tuned-davinci W2 T2 L1 (q4 tie and loss)
+
+ALL_PAIRS = Path(__file__).parent / "data" / "ja_vicuna" / "model_judgment" / "gpt-4_pair.jsonl"
+JV_QUESTIONS = Path(__file__).parent / "data" / "ja_vicuna" / "question.jsonl"
+
+
+def test_game_outcome_of_the_2023_tables():
+    from jinstruct.judge.verdicts import game_outcome_2023
+
+    assert game_outcome_2023("model_1", "model_1") == "model_1"
+    assert game_outcome_2023("model_2", "model_2") == "model_2"
+    assert game_outcome_2023("model_1", "model_2") == "tie"
+    assert game_outcome_2023("tie", "error") == "tie"  # FastChat: an error, left out
+    assert game_outcome_2023("model_1", "error") == "tie"
+    assert game_outcome_2023("error", "error") == "model_2"  # the 2023 code's else-branch
+
+
+def _counts(table: pd.DataFrame) -> dict:
+    return {k: tuple(int(table.loc[k, c]) for c in ("wins", "ties", "losses", "errors", "n")) for k in table.index}
+
+
+def test_by_pair_under_both_semantics_by_hand():
+    judgments = load_pairwise_judgments(ALL_PAIRS)
+    assert len(judgments) == 14 and judgments[0].judge == ("gpt-4", "pair")
+    fast = results.pairwise_frame(judgments)
+    old = results.pairwise_frame(judgments, semantics="ja-vicuna-2023")
+    assert (len(fast), len(old)) == (12, 14)
+    assert _counts(results.pairwise_by_pair(fast)) == {
+        ("tuned", "base"): (1, 1, 1, 1, 3), ("base", "davinci"): (2, 0, 1, 1, 3), ("tuned", "davinci"): (2, 0, 1, 1, 3)}
+    by_pair = results.pairwise_by_pair(old)
+    assert _counts(by_pair) == {
+        ("tuned", "base"): (1, 2, 1, 0, 4), ("base", "davinci"): (3, 0, 2, 0, 5), ("tuned", "davinci"): (2, 2, 1, 0, 5)}
+    row = by_pair.loc[("tuned", "davinci")]
+    assert (row.win_rate, row.tie_rate, row.loss_rate, row.win_rate_adjusted) == pytest.approx((2 / 5, 2 / 5, 1 / 5, 3 / 5))
+    # with a baseline: its pairs only, the baseline as model_2
+    assert list(results.pairwise_by_pair(old, "tuned").index) == [("base", "tuned"), ("davinci", "tuned")]
+    assert _counts(results.pairwise_by_pair(old, "tuned"))[("davinci", "tuned")] == (1, 2, 2, 0, 5)
+
+
+def test_overall_table_under_both_semantics_by_hand():
+    judgments = load_pairwise_judgments(ALL_PAIRS)
+    fast = results.pairwise_summary(results.pairwise_frame(judgments), rounds=0)
+    assert _counts(fast) == {"tuned": (3, 1, 2, 2, 6), "base": (3, 1, 2, 2, 6), "davinci": (2, 0, 4, 2, 6)}
+    old = results.pairwise_summary(results.pairwise_frame(judgments, semantics="ja-vicuna-2023"), rounds=0)
+    assert _counts(old) == {"tuned": (3, 4, 2, 0, 9), "base": (4, 2, 3, 0, 9), "davinci": (3, 2, 5, 0, 10)}
+    assert old.loc["tuned", "win_rate_adjusted"] == pytest.approx(5 / 9)
+    # against a baseline, as the published tables are read
+    vs = results.pairwise_summary(results.pairwise_frame(judgments, semantics="ja-vicuna-2023"), "davinci", rounds=0)
+    assert _counts(vs) == {"tuned": (2, 2, 1, 0, 5), "base": (3, 0, 2, 0, 5)}
+    with pytest.raises(ValueError, match="unknown semantics"):
+        results.pairwise_frame(judgments, semantics="2022")  # type: ignore[arg-type]
+
+
+def test_single_scores_under_the_2023_semantics():
+    def grade(q, score, model="m"):
+        return SingleJudgment(question_id=q, model=model, judge=("j", "single"), score=score)
+
+    lines = [grade(1, 8), grade(2, -1), grade(3, 6), grade(3, 4)]  # q2 has no rating; q3 graded twice
+    fast = results.mean_scores(results.single_frame(lines), rounds=0)
+    assert (fast.loc["m", "mean"], fast.loc["m", "n"], fast.loc["m", "errors"]) == (6.0, 2, 1)  # (8 + 4) / 2
+    old = results.mean_scores(results.single_frame(lines, semantics="ja-vicuna-2023"), rounds=0)
+    assert (old.loc["m", "mean"], old.loc["m", "n"], old.loc["m", "errors"]) == (4.25, 4, 0)  # (8 - 1 + 6 + 4) / 4
+
+
+def test_cli_semantics_by_pair_and_json(capsys):
+    assert cli("results", "pairwise", str(ALL_PAIRS), "--semantics", "ja-vicuna-2023", "--by-pair", "--json",
+               "--questions", str(JV_QUESTIONS), "--rounds", "20") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["semantics"], out["games"]) == ("ja-vicuna-2023", 14)
+    pairs = {(r["model_1"], r["model_2"]): r for r in out["by_pair"]}
+    assert (pairs[("base", "davinci")]["wins"], pairs[("base", "davinci")]["losses"]) == (3, 2)
+    assert pairs[("tuned", "base")]["tie_rate"] == pytest.approx(0.5)
+    assert cli("results", "pairwise", str(ALL_PAIRS), "--by-pair", "--rounds", "0") == 0
+    text = capsys.readouterr().out
+    assert "semantics: fastchat" in text and "## by_pair" in text
+    line = next(x for x in text.splitlines() if x.startswith("base") and "davinci" in x)
+    assert line.split()[:7] == ["base", "davinci", "2", "0", "1", "1", "3"]

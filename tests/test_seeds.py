@@ -226,3 +226,21 @@ def test_kind_counts_split_as_self_instruct_does():
 
     tasks = [task(0, [""]), task(1, ["", " "]), task(2, ["入力"]), task(3, ["", "入力"]), task(4, ["文"], cls=True)]
     assert kind_counts(tasks) == {"tasks": 5, "classification": 1, "empty input": 2, "with input": 2}
+
+
+def test_the_official_pin_is_the_plain_sha256_of_the_upstream_file() -> None:
+    from jinstruct.seeds import english
+
+    # the upstream file: 110,934 bytes with LF line endings; its plain sha256 is pinned, with no normalisation
+    assert english.OFFICIAL_SHA256 == "7779004fa198fdf27cf70a159363879d8a26c53329e11b436af17b3941875f48"
+    assert english.OFFICIAL_LINES == 175
+    assert "UNVERIFIED" not in Path(english.__file__).read_text(encoding="utf-8")
+
+
+def test_a_crlf_copy_of_the_pinned_file_is_refused(tmp_path: Path) -> None:
+    # no CRLF normalisation: the same records with Windows line endings are another file
+    data = official_like()
+    crlf = data.replace(b"\n", b"\r\n")
+    with pytest.raises(ChecksumError, match="checksum mismatch"):
+        fetch_official_seeds(tmp_path, sha256=content_sha256(data), http=Server(crlf).client)
+    assert not list(tmp_path.iterdir())

@@ -1,12 +1,36 @@
-"""Stage 05 in a few calls: pick the benchmark questions and let each configured model answer them."""
+"""Stage 05 in a few calls: pick the benchmark questions and let each configured model answer them.
+
+A model whose answers are published (`answers:` in its config entry, e.g. text-davinci-003's in ja-vicuna-qa-benchmark)
+is not run: its checked file is copied into the run's answers folder byte for byte, so the judge sees exactly the
+answers the benchmark's authors judged.
+"""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 from jinstruct.answer.engines import AnswerReport, answer_with_client, answer_with_transformers, load_answer_model
+from jinstruct.formats.benchmarks import published_answers
+from jinstruct.formats.fastchat import Question, load_answers
+from jinstruct.io import atomic_write_bytes
 from jinstruct.llm.tinymodel import resolve_model
-from jinstruct.formats.fastchat import Question
+
+
+def copy_answers(source: Path, questions: list[Question], model_id: str, out: Path) -> AnswerReport:
+    """Copy a published answer file into the run unchanged (it must load as FastChat answers) and report which of
+    `questions` it answers; a question it does not answer is listed under `failed` (the judge will refuse it)."""
+    start = time.monotonic()
+    answers = {str(a.question_id) for a in load_answers(source, model_id=model_id)}
+    data = source.read_bytes()
+    if not out.exists() or out.read_bytes() != data:
+        atomic_write_bytes(out, data)
+    report = AnswerReport(model_id, out, len(questions), sum(str(q.question_id) in answers for q in questions))
+    report.failed = {str(q.question_id): f"not in the published answer file {source}"
+                     for q in questions if str(q.question_id) not in answers}
+    report.seconds = time.monotonic() - start
+    return report
 
 
 def answer_model(spec: Any, questions: list[Question], stage: Any) -> AnswerReport:
@@ -15,6 +39,8 @@ def answer_model(spec: Any, questions: list[Question], stage: Any) -> AnswerRepo
     `stage` is the notebook's `jinstruct.run.Stage`: its config, its run-folder layout and its LLM clients."""
     section = stage.cfg.answer
     out = stage.path(stage.layout.answer_file(spec.model_id))
+    if spec.answers:
+        return copy_answers(published_answers(spec.answers, spec.answers_sha256), questions, spec.model_id, out)
     if spec.endpoint:
         client = stage.client(spec.endpoint)
         return answer_with_client(questions, client, spec.model_id, out, max_tokens=section.max_new_tokens,

@@ -15,8 +15,18 @@ FastChat's tools read what we write:
   `score` is -1 when the judge's reply had no rating.
 
 Unknown fields are kept (published files carry extras such as `m1_score` or `question`). ku-nlp's
-per-pair judgment files name the judge with `judge_model` / `judge_prompt` instead of `judge`; those are
-read too. Every bad line is a `DataError` naming the file, the line and the field.
+per-pair judgment files (ja-vicuna-qa-benchmark's v2 layout: `model_1, model_2, question_id, question, answer_1,
+answer_2, g1_judgment, g2_judgment, g1_winner, g2_winner, judge_model, judge_prompt, tstamp`) name the judge with
+`judge_model` / `judge_prompt` instead of `judge`; those are read too. Every bad line is a `DataError` naming the
+file, the line and the field.
+
+`judge` is FastChat's `[judge model, prompt name]`; this project's judgments add a third element naming the rule
+the verdict was read with (`"verdict:last"` or `"verdict:fastchat"`, see `jinstruct.judge.verdicts`). FastChat
+reads the list as a tuple and its `show_result.py` ignores it, so the files stay FastChat-readable.
+
+Folder layouts read as they are: FastChat's `model_answer/<model>.jsonl` and `reference_answer/<judge>.jsonl`, and
+ja-vicuna-qa-benchmark's `model_answer/<model>/results.jsonl` and `reference_answer/<judge>/results.jsonl` (the
+model is then the folder's name).
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from jinstruct.paths import resolve_path
+from jinstruct.formats.benchmarks import BenchmarkSpec, benchmark_folder
 from jinstruct.io import DataError, append_jsonl, iter_jsonl, validation_error, write_jsonl
 
 QuestionId = int | str
@@ -82,7 +92,24 @@ class JudgePrompt(_Record):
     output_format: str  # "[[A]]", "[[rating]]" or "[[rating_a,rating_b]]"
 
 
+JudgeField = tuple[str, str] | tuple[str, str, str]
+VERDICT_PREFIX = "verdict:"
+
+
+def judge_field(judge_model: str, prompt_name: str, rule: str | None = None) -> JudgeField:
+    """The `judge` of a judgment record: FastChat's (model, prompt name), plus the verdict rule when given."""
+    return (judge_model, prompt_name) if rule is None else (judge_model, prompt_name, VERDICT_PREFIX + rule)
+
+
 class _JudgmentRecord(_Record):
+    @property
+    def verdict_rule(self) -> str | None:
+        """The rule the verdict was read with, as recorded in `judge` (None: not recorded, e.g. FastChat's files)."""
+        judge = getattr(self, "judge")
+        if len(judge) > 2 and judge[2].startswith(VERDICT_PREFIX):
+            return judge[2][len(VERDICT_PREFIX):]
+        return None
+
     @model_validator(mode="before")
     @classmethod
     def accept_split_judge_fields(cls, data: Any) -> Any:
@@ -99,7 +126,7 @@ class PairwiseJudgment(_JudgmentRecord):
     model_2: str
     g1_winner: Winner
     g2_winner: Winner
-    judge: tuple[str, str]  # (judge model, judge prompt name)
+    judge: JudgeField  # (judge model, judge prompt name[, "verdict:<rule>"])
     g1_user_prompt: str = ""
     g1_judgment: str = ""
     g2_user_prompt: str = ""
@@ -111,7 +138,7 @@ class PairwiseJudgment(_JudgmentRecord):
 class SingleJudgment(_JudgmentRecord):
     question_id: QuestionId
     model: str
-    judge: tuple[str, str]
+    judge: JudgeField
     user_prompt: str = ""
     judgment: str = ""
     score: int | float  # -1: no rating found
@@ -164,12 +191,23 @@ def load_answers(path: str | os.PathLike[str], model_id: str | None = None) -> l
     return answers
 
 
-def load_answer_dir(directory: str | os.PathLike[str]) -> dict[str, dict[QuestionId, Answer]]:
-    """Every `*.jsonl` in a `model_answer/` folder: {model name (file stem): {question_id: answer}}."""
-    out: dict[str, dict[QuestionId, Answer]] = {}
-    for path in sorted(Path(directory).glob("*.jsonl")):
-        out[path.stem] = {a.question_id: a for a in load_answers(path, model_id=path.stem)}
+def answer_files(directory: str | os.PathLike[str]) -> dict[str, Path]:
+    """{model name: file} of a `model_answer/` (or `reference_answer/`) folder: FastChat's `<model>.jsonl` and
+    ja-vicuna's `<model>/results.jsonl`. A model in both layouts is an error."""
+    out: dict[str, Path] = {}
+    folder = Path(directory)
+    for path in sorted([*folder.glob("*.jsonl"), *folder.glob("*/results.jsonl")]):
+        model = path.parent.name if path.name == "results.jsonl" and path.parent != folder else path.stem
+        if model in out:
+            raise DataError(path, None, None, f"answers of {model!r} also in {out[model]}: keep one of them")
+        out[model] = path
     return out
+
+
+def load_answer_dir(directory: str | os.PathLike[str]) -> dict[str, dict[QuestionId, Answer]]:
+    """Every answer file of a `model_answer/` folder (see `answer_files`): {model name: {question_id: answer}}."""
+    return {model: {a.question_id: a for a in load_answers(path, model_id=model)}
+            for model, path in answer_files(directory).items()}
 
 
 # the placeholders a FastChat judge template may use, by (kind, multi-turn)
@@ -272,12 +310,14 @@ def select_questions(questions: list[Question], per_category: int | None) -> lis
     return out
 
 
-def load_benchmark(folder: str | Path, per_category: int | None = None) -> tuple[list[Question], dict[Any, Answer]]:
-    """Questions (`question.jsonl`) and reference answers (every file under `reference_answer/`) of a FastChat
-    benchmark folder."""
-    folder = resolve_path(folder)
+def load_benchmark(benchmark: BenchmarkSpec,
+                   per_category: int | None = None) -> tuple[list[Question], dict[Any, Answer]]:
+    """Questions (`question.jsonl`) and reference answers (every file under `reference_answer/`, in either layout) of
+    a benchmark: a name (`ja_qa80`, `ja-vicuna`, `ja-mt-bench`: fetched and checked first, see
+    `jinstruct.formats.benchmarks`) or a folder."""
+    folder = benchmark_folder(benchmark)
     questions = select_questions(load_questions(folder / "question.jsonl"), per_category)
     refs: dict[Any, Answer] = {}
-    for path in sorted((folder / "reference_answer").glob("*.jsonl")):
-        refs.update(by_question(load_answers(path)))
+    for model, path in answer_files(folder / "reference_answer").items():
+        refs.update(by_question(load_answers(path, model_id=model)))
     return questions, refs

@@ -9,6 +9,12 @@ stops before "20."). In structured mode the reply is a JSON list of tasks instea
     print(recipe.estimate(client, target=52_000))
     stats = generate_self_instruct(recipe, client, run_dir / "data" / "generated.jsonl", target=52_000)
 
+`prompt: alpaca` sends stanford_alpaca's own `prompt.txt` instead (downloaded once from tatsu-lab/stanford_alpaca
+at commit 761dc5bf, Apache-2.0, checked against the sha256 the config pins in `prompt_sha256`: the project has not
+checked one itself, so an unpinned file is refused with its sha256 shown), followed by the demonstrations in
+Alpaca's format and its completion cue `<k+1>. Instruction:`, with Alpaca's stop sequences (newline + `20`, and
+`20.`): the bootstrap as Alpaca ran it, e.g. to reproduce a paper that used it. The reply is parsed with the cue put back.
+
 Growth: a parsed candidate joins the pool iff its highest ROUGE-L against the pool and the seeds is at most the
 threshold (0.7), decided by `jinstruct.filter.dedup.Deduper` as each reply is processed. Replies are processed in request
 order whatever order they arrive in (a reorder buffer), so the output is a function of the replies alone, not of
@@ -56,6 +62,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from jinstruct.download import fetch_checked, github_raw_url, sha256_check
 from jinstruct.filter.dedup import DEFAULT_THRESHOLD, Deduper
 from jinstruct.io import (
     DataError,
@@ -72,7 +79,9 @@ from jinstruct.paths import resolve_path
 from jinstruct.generate.self_instruct_format import (
     ParseResult,
     Task,
+    alpaca_cue,
     format_tasks,
+    format_tasks_alpaca,
     parse_json_reply,
     parse_reply,
     tasks_schema,
@@ -86,6 +95,10 @@ if TYPE_CHECKING:
 
 RECIPE = "self_instruct"
 DEFAULT_PROMPT = paths.prompt_path("self_instruct_ja.txt")
+ALPACA_REPO = "tatsu-lab/stanford_alpaca"
+ALPACA_COMMIT = "761dc5bfbdeeffa89b8bff5d038781a4055f796a"
+ALPACA_PROMPT = "prompt.txt"
+PromptStyle = Literal["project", "alpaca"]
 PLACEHOLDERS = ("{demos}", "{next}", "{total}")
 
 # A task filter looks at a candidate {"instruction", "input", "output"} and returns why it is rejected, or None.
@@ -134,6 +147,15 @@ def load_prompt(path: str | os.PathLike[str] = DEFAULT_PROMPT) -> str:
     return text
 
 
+def fetch_alpaca_prompt(sha256: str | None, *, http: Any = None) -> Path:
+    """stanford_alpaca's `prompt.txt` at the pinned commit, downloaded once into `<cache>/alpaca/<commit>/` and
+    checked against `sha256` (a file without a pinned sha256 is refused, with its sha256 in the message)."""
+    target = paths.cache_dir() / "alpaca" / ALPACA_COMMIT[:12] / ALPACA_PROMPT
+    return fetch_checked(github_raw_url(ALPACA_REPO, ALPACA_COMMIT, ALPACA_PROMPT), target,
+                         sha256_check(sha256, "Set generate.self_instruct.prompt_sha256 to it."),
+                         what="stanford_alpaca's prompt.txt", expected_sha256=sha256, http=http)
+
+
 @dataclass(frozen=True)
 class SelfInstructRecipe:
     """What every request of a self-instruct run looks like.
@@ -163,8 +185,11 @@ class SelfInstructRecipe:
     max_tasks: int | None = None
     max_field_chars: int | None = None
     model: str | None = None
+    style: PromptStyle = "project"  # "alpaca": `template` is stanford_alpaca's prompt.txt, shown as Alpaca shows it
 
     def __post_init__(self) -> None:
+        if self.style == "alpaca" and self.structured:
+            raise ValueError("stanford_alpaca's prompt asks for a numbered list: it cannot be used in structured mode")
         if self.num_demos < 1:
             raise ValueError(f"num_demos must be at least 1, got {self.num_demos}")
         if not 0 <= self.num_generated_demos <= self.num_demos:
@@ -180,9 +205,11 @@ class SelfInstructRecipe:
 
     @classmethod
     def from_seeds(cls, seeds: Sequence[SeedTask], *, prompt_path: str | os.PathLike[str] = DEFAULT_PROMPT,
-                   **settings: Any) -> SelfInstructRecipe:
-        """The recipe over seed tasks (their first instance each) with the prompt file at `prompt_path`."""
-        return cls(template=load_prompt(prompt_path), seeds=tuple(Demo.from_seed(t) for t in seeds), **settings)
+                   style: PromptStyle = "project", **settings: Any) -> SelfInstructRecipe:
+        """The recipe over seed tasks (their first instance each) with the prompt file at `prompt_path` (with
+        `style="alpaca"`, stanford_alpaca's prompt.txt, used as it is)."""
+        template = load_prompt(prompt_path) if style == "project" else Path(prompt_path).read_text(encoding="utf-8")
+        return cls(template=template, seeds=tuple(Demo.from_seed(t) for t in seeds), style=style, **settings)
 
     def wave_start(self, r: int) -> int:
         """The first request of request r's wave: r draws generated demonstrations from records before it."""
@@ -197,13 +224,24 @@ class SelfInstructRecipe:
         return chosen
 
     def prompt(self, demos: Sequence[Demo]) -> str:
-        shown = format_tasks([(d.instruction, d.input, d.output) for d in demos]).rstrip("\n")
+        tasks = [(d.instruction, d.input, d.output) for d in demos]
+        if self.style == "alpaca":  # prompt.txt, a newline, the demonstrations and the cue, as Alpaca's encoder
+            return self.template + "\n" + format_tasks_alpaca(tasks)
+        shown = format_tasks(tasks).rstrip("\n")
         return self.template.format(demos=shown, next=len(demos) + 1, total=self.total)
+
+    def stop(self) -> list[str] | None:
+        """Stop before item `total`: Alpaca's own stops in its style, the list numbers (also full-width) otherwise."""
+        if self.structured:
+            return None
+        if self.style == "alpaca":
+            return [f"\n{self.total}", f"{self.total}."]
+        return [f"\n{self.total}.", f"\n{self.total}．", f"\n{_full_width(self.total)}．"]
 
     def request(self, r: int, generated: Sequence[Demo] = ()) -> ChatRequest:
         """Request r: its demonstrations' ids go in `tag` (not part of the cache key) as `self_instruct:r:id,id`."""
         demos = self.demos(r, generated)
-        stop = None if self.structured else [f"\n{self.total}.", f"\n{self.total}．", f"\n{_full_width(self.total)}．"]
+        stop = self.stop()
         return ChatRequest(
             messages=[{"role": "user", "content": self.prompt(demos)}],
             model=self.model,
@@ -226,6 +264,8 @@ class SelfInstructRecipe:
         reason = result.finish_reasons[0] if result.finish_reasons else None
         if self.structured:
             return parse_json_reply(result.parsed if result.parsed is not None else result.text, reason)
+        if self.style == "alpaca":  # the reply continues the cue
+            return parse_reply(alpaca_cue(self.num_demos + 1) + result.text, reason)
         return parse_reply(result.text, reason)
 
     def params(self) -> dict[str, Any]:
@@ -757,18 +797,24 @@ class SelfInstruct:
         max_field_chars: int | None = None  # bound each JSON field (tiny models only)
         threshold: float = 0.7  # ROUGE-L: keep a candidate iff its best score against pool + seeds is at most this
         tokens: Literal["char", "word"] = "char"
+        # project: the Japanese prompt shipped with the project; alpaca: stanford_alpaca's own prompt.txt (pinned
+        # commit), its completion cue and stop sequences
+        prompt: PromptStyle = "project"
+        prompt_sha256: str | None = None  # pins stanford_alpaca's prompt.txt (prompt: alpaca); unpinned is refused
 
     @staticmethod
     def recipe(cfg: SelfInstruct.Config, seeds_path: Path, seed: int) -> SelfInstructRecipe:
+        prompt = fetch_alpaca_prompt(cfg.prompt_sha256) if cfg.prompt == "alpaca" else DEFAULT_PROMPT
         return SelfInstructRecipe.from_seeds(
-            load_seed_tasks(seeds_path), seed=seed, num_demos=cfg.num_demos,
+            load_seed_tasks(seeds_path), prompt_path=prompt, style=cfg.prompt, seed=seed, num_demos=cfg.num_demos,
             num_generated_demos=cfg.num_generated_demos, temperature=cfg.temperature, top_p=cfg.top_p,
             max_tokens=cfg.max_tokens, structured=cfg.structured, max_tasks=cfg.max_tasks,
             max_field_chars=cfg.max_field_chars)
 
     @staticmethod
     def describe(cfg: SelfInstruct.Config) -> str:
-        return f"self-instruct to {cfg.target:,} instructions"
+        style = " (stanford_alpaca's prompt)" if cfg.prompt == "alpaca" else ""
+        return f"self-instruct to {cfg.target:,} instructions{style}"
 
     @staticmethod
     def estimate(cfg: SelfInstruct.Config, endpoint: str, stage: Any) -> Estimate:

@@ -9,6 +9,10 @@ A task is written as a numbered block, blocks separated by `###` lines (the Alpa
     4. 出力:
     明日はお休みをいただきます。
 
+stanford_alpaca's own prompt (`prompt: alpaca` in the recipe's config) shows the same blocks with English labels
+(`4. Instruction:`, `4. Input:`, `4. Output:`, `<noinput>`) and ends with the completion cue `###` /
+`<k+1>. Instruction:`; `format_tasks_alpaca` writes that, and the reply is read after the cue is put back.
+
 Replies are read leniently: full-width digits and punctuation (`４．指示：`), headers without numbers, English
 labels (`Instruction:`), markdown emphasis around headers, chatter before the list or after a separator, and the
 no-input markers (`<入力なし>`, `<noinput>`, ...) which become an empty input. An item that is incomplete is rejected
@@ -115,6 +119,30 @@ def format_tasks(tasks: list[tuple[str, str, str]], start: int = 1) -> str:
     """Demonstrations numbered from `start`, each preceded by a `###` line, with a closing `###`."""
     blocks = [f"{SEPARATOR}\n{format_task(start + i, *t)}" for i, t in enumerate(tasks)]
     return "\n".join(blocks) + f"\n{SEPARATOR}\n"
+
+
+ALPACA_NO_INPUT = "<noinput>"
+
+
+def format_task_alpaca(number: int, instruction: str, input: str, output: str) -> str:
+    """One demonstration as stanford_alpaca's bootstrap writes it: English labels, the instruction on one line
+    without a trailing colon, an empty input as `<noinput>`."""
+    shown = _SPACES.sub(" ", instruction).strip().rstrip(":")
+    return (f"{number}. Instruction: {shown}\n"
+            f"{number}. Input:\n{input if input.strip() else ALPACA_NO_INPUT}\n"
+            f"{number}. Output:\n{output}")
+
+
+def format_tasks_alpaca(tasks: list[tuple[str, str, str]]) -> str:
+    """The demonstrations of an Alpaca-format prompt, each after a `###` line, then the completion cue: a closing
+    `###` and `<k+1>. Instruction:`, which the model goes on from."""
+    blocks = "".join(f"{SEPARATOR}\n{format_task_alpaca(i + 1, *t)}\n" for i, t in enumerate(tasks))
+    return blocks + f"{SEPARATOR}\n{alpaca_cue(len(tasks) + 1)}"
+
+
+def alpaca_cue(number: int) -> str:
+    """The completion cue of an Alpaca-format prompt; the reply continues it, so it is put back before parsing."""
+    return f"{number}. Instruction:"
 
 
 def _clean_field(text: str) -> str:

@@ -135,7 +135,8 @@ def fetch_alpaca(
     recorded = target.with_name(target.name + ".sha256")
     pin = sha256 or (recorded.read_text(encoding="utf-8").split()[0] if recorded.exists() else None)
     target = fetch_checked(url, target, lambda data, source: _check(data, source, pin, expected_records),
-                           what="the Alpaca data", timeout_s=timeout_s, http=http)
+                           what="the Alpaca data", expected_sha256=pin,
+                           hint="Or use the English sample (source='sample').", timeout_s=timeout_s, http=http)
     if not recorded.exists():  # the first good copy pins every later load
         atomic_write_text(recorded, f"{sha256_file(target)}  {ALPACA_CACHE_NAME}\n")
     return target

@@ -1,7 +1,9 @@
 """`python -m jinstruct results pairwise|single|ratings FILE...`: tables from FastChat judgment files.
 
 The files may be ours or published ones (FastChat's `model_judgment/<judge>_pair.jsonl` and `_single.jsonl`,
-ja-vicuna-qa-benchmark's per-pair files). A table prints as text, or as JSON with `--json`.
+ja-vicuna-qa-benchmark's per-pair files). A table prints as text, or as JSON with `--json` (the same numbers).
+`--semantics` chooses how lines are counted (`jinstruct.judge.metrics.SEMANTICS`: today's FastChat, or the 2023
+ja-vicuna tables'); `pairwise --by-pair` adds one row per pair of models of an all-pairs file.
 """
 
 from __future__ import annotations
@@ -69,23 +71,25 @@ def _emit(args: argparse.Namespace, header: dict[str, Any], tables: dict[str, pd
 
 def _pairwise(args: argparse.Namespace) -> int:
     judgments = [j for f in args.files for j in load_pairwise_judgments(f)]
-    games, judge = _one_judge(results.pairwise_frame(judgments, _categories(args)), args.judge)
+    games, judge = _one_judge(results.pairwise_frame(judgments, _categories(args), args.semantics), args.judge)
     games = _by_turn(games, args.turn)
     kw = {"rounds": args.rounds, "seed": args.seed, "level": args.level}
     tables = {"overall": results.pairwise_summary(games, args.baseline, **kw)}
+    if args.by_pair:
+        tables["by_pair"] = results.pairwise_by_pair(games, args.baseline)
     if _has_categories(games):
         tables["by_category"] = results.pairwise_by_category(games, args.baseline, **kw)
     elif not args.json:
         print("(no per-category table: pass --questions FILE)", file=sys.stderr)
     tables["diagnostics"] = results.judge_diagnostics(games)
-    _emit(args, {"judge": judge, "baseline": args.baseline, "games": len(games), "bootstrap_rounds": args.rounds,
-                 "level": args.level}, tables)
+    _emit(args, {"judge": judge, "baseline": args.baseline, "semantics": args.semantics, "games": len(games),
+                 "bootstrap_rounds": args.rounds, "level": args.level}, tables)
     return 0
 
 
 def _single(args: argparse.Namespace) -> int:
     judgments = [j for f in args.files for j in load_single_judgments(f)]
-    scores, judge = _one_judge(results.single_frame(judgments, _categories(args)), args.judge)
+    scores, judge = _one_judge(results.single_frame(judgments, _categories(args), args.semantics), args.judge)
     scores = _by_turn(scores, args.turn)
     kw = {"rounds": args.rounds, "seed": args.seed, "level": args.level}
     tables = {"overall": results.mean_scores(scores, ["model"], **kw)}
@@ -95,18 +99,20 @@ def _single(args: argparse.Namespace) -> int:
         tables["by_category"] = results.mean_scores(scores, ["model", "category"], **kw)
     elif not args.json:
         print("(no per-category table: pass --questions FILE)", file=sys.stderr)
-    _emit(args, {"judge": judge, "graded": len(scores), "bootstrap_rounds": args.rounds, "level": args.level}, tables)
+    _emit(args, {"judge": judge, "semantics": args.semantics, "graded": len(scores), "bootstrap_rounds": args.rounds,
+                 "level": args.level}, tables)
     return 0
 
 
 def _ratings(args: argparse.Namespace) -> int:
     judgments = [j for f in args.files for j in load_pairwise_judgments(f)]
-    games, judge = _one_judge(results.pairwise_frame(judgments), args.judge)
+    games, judge = _one_judge(results.pairwise_frame(judgments, semantics=args.semantics), args.judge)
     games = _by_turn(games, args.turn)
     table = results.bt_ratings(games, anchor=args.anchor, anchor_rating=args.anchor_rating, rounds=args.rounds,
                                seed=args.seed, level=args.level)
-    _emit(args, {"judge": judge, "games": len(games), "anchor": args.anchor, "anchor_rating": args.anchor_rating,
-                 "bootstrap_rounds": args.rounds, "level": args.level}, {"ratings": table})
+    _emit(args, {"judge": judge, "semantics": args.semantics, "games": len(games), "anchor": args.anchor,
+                 "anchor_rating": args.anchor_rating, "bootstrap_rounds": args.rounds, "level": args.level},
+          {"ratings": table})
     return 0
 
 
@@ -124,6 +130,8 @@ def register_cli(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     """Add `results pairwise|single|ratings` to the jinstruct command."""
     p = sub.add_parser("results", help="win rates, scores and ratings from FastChat judgment files")
     kinds = p.add_subparsers(dest="results_command", required=True)
+    semantics_help = "how lines are counted (default: fastchat). " + "; ".join(
+        f"{name}: {what}" for name, what in results.SEMANTICS.items())
 
     def common(q: argparse.ArgumentParser, what: str) -> None:
         q.add_argument("files", nargs="+", metavar="FILE", help=f"FastChat {what} judgment files (JSON Lines)")
@@ -132,12 +140,16 @@ def register_cli(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
         q.add_argument("--rounds", type=int, default=results.ROUNDS, help="bootstrap rounds (0: no intervals)")
         q.add_argument("--seed", type=int, default=0, help="bootstrap seed")
         q.add_argument("--level", type=float, default=results.LEVEL, help="confidence level of the intervals")
-        q.add_argument("--json", action="store_true", help="print JSON instead of tables")
+        q.add_argument("--json", action="store_true", help="print JSON instead of tables (the same numbers)")
+        q.add_argument("--semantics", choices=sorted(results.SEMANTICS), default="fastchat", help=semantics_help)
 
     pw = kinds.add_parser("pairwise", help="wins, losses, ties, win rates with intervals, judge diagnostics")
     common(pw, "pairwise")
     pw.add_argument("--baseline", metavar="MODEL", help="report each model against this one (default: all games)")
     pw.add_argument("--questions", metavar="FILE", help="question.jsonl, for the per-category breakdown")
+    pw.add_argument("--by-pair", action="store_true",
+                    help="also one row per pair of models (model_1's wins, ties, losses against model_2, counts and "
+                         "rates), e.g. A vs B, B vs C and A vs C from one all-pairs file; with --baseline, its pairs")
     pw.set_defaults(func=_guarded(_pairwise))
 
     sg = kinds.add_parser("single", help="mean 1-10 scores with intervals, per model, turn and category")

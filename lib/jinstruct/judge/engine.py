@@ -19,6 +19,9 @@ math, multi-turn prompts for turn 2). This module sends them and records what th
 - Judgments are appended to `<judge>_pair.jsonl` / `<judge>_single.jsonl` as each game is decided, so a killed
   run keeps them; a rerun skips every (question, models, turn) already in the file (and, with
   `retry_errors=True`, judges the recorded errors again; the newer line wins in `jinstruct.judge.metrics`).
+- The verdict rule (`rule`: "last", or "fastchat" for FastChat's own reading) is recorded in each record's `judge`
+  field (`[judge, prompt name, "verdict:<rule>"]`); a rerun with another rule reads every game again with it, the
+  judge's replies coming from the LLM cache.
 """
 
 from __future__ import annotations
@@ -106,22 +109,22 @@ def _pair_key(question_id: QuestionId, turn: int, model_1: str, model_2: str) ->
     return str(question_id), turn, frozenset((model_1, model_2))
 
 
-def _existing(path: Path, kind: Kind) -> dict[tuple[Any, ...], bool]:
-    """{key: is an error} of the judgments in the file (the last line of a key wins). A line cut off by a
-    kill is dropped, and the file rewritten without it so that appends start on a fresh line."""
+def _existing(path: Path, kind: Kind) -> dict[tuple[Any, ...], tuple[bool, str | None]]:
+    """{key: (is an error, verdict rule recorded)} of the judgments in the file (the last line of a key wins). A
+    line cut off by a kill is dropped, and the file rewritten without it so that appends start on a fresh line."""
     if not path.exists():
         return {}
-    done: dict[tuple[Any, ...], bool]
+    done: dict[tuple[Any, ...], tuple[bool, str | None]]
     records: list[PairwiseJudgment] | list[SingleJudgment]
     if kind == "pairwise":
         pairs = load_pairwise_judgments(path, tolerate_torn_tail=True)
         records = pairs
-        done = {_pair_key(j.question_id, j.turn, j.model_1, j.model_2): "error" in (j.g1_winner, j.g2_winner)
-                for j in pairs}
+        done = {_pair_key(j.question_id, j.turn, j.model_1, j.model_2):
+                ("error" in (j.g1_winner, j.g2_winner), j.verdict_rule) for j in pairs}
     else:
         singles = load_single_judgments(path, tolerate_torn_tail=True)
         records = singles
-        done = {(str(j.question_id), j.turn, j.model): j.is_error for j in singles}
+        done = {(str(j.question_id), j.turn, j.model): (j.is_error, j.verdict_rule) for j in singles}
     if path.stat().st_size:
         with path.open("rb") as f:
             f.seek(-1, 2)
@@ -136,23 +139,31 @@ def _task_key(task: PairTask | SingleTask) -> tuple[Any, ...]:
     return task.key
 
 
-def pending_tasks(tasks: Sequence[PairTask] | Sequence[SingleTask], path: str | Path,
-                  retry_errors: bool = False) -> list[PairTask] | list[SingleTask]:
-    """The tasks without a judgment in `path` yet (or whose judgment is an error, with `retry_errors`)."""
+def pending_tasks(tasks: Sequence[PairTask] | Sequence[SingleTask], path: str | Path, retry_errors: bool = False,
+                  rule: Rule | None = None) -> list[PairTask] | list[SingleTask]:
+    """The tasks without a judgment in `path` yet (or whose judgment is an error, with `retry_errors`; or, with a
+    `rule`, whose verdict was read with another rule: asked again, the judge's replies come from the LLM cache)."""
     if not tasks:
         return []
     kind: Kind = "pairwise" if isinstance(tasks[0], PairTask) else "single"
     done = _existing(Path(path), kind)
-    return [t for t in tasks if _task_key(t) not in done or (retry_errors and done[_task_key(t)])]  # type: ignore[return-value]
+
+    def pending(t: PairTask | SingleTask) -> bool:
+        if _task_key(t) not in done:
+            return True
+        error, recorded = done[_task_key(t)]
+        return (retry_errors and error) or (rule is not None and recorded != rule)
+
+    return [t for t in tasks if pending(t)]  # type: ignore[return-value]
 
 
 def _prepare(client: LLMClient, kind: Kind, tasks: Sequence[PairTask] | Sequence[SingleTask], out_dir: str | Path,
-             judge_name: str | None, retry_errors: bool) -> tuple[str, Path, list[Any], int]:
+             judge_name: str | None, retry_errors: bool, rule: Rule) -> tuple[str, Path, list[Any], int]:
     judge = judge_name or client.model
     if not judge:
         raise ValueError("the judge has no name: pass judge_name (the client's endpoint names no model)")
     path = judgment_path(out_dir, judge, "pair" if kind == "pairwise" else "single")
-    todo = pending_tasks(tasks, path, retry_errors)
+    todo = pending_tasks(tasks, path, retry_errors, rule)
     return judge, path, list(todo), len(tasks) - len(todo)
 
 
@@ -181,7 +192,7 @@ def judge_pairwise(client: LLMClient, tasks: Sequence[PairTask], out_dir: str | 
     and the summary after when `echo`."""
     grader = _grader(client, mode, max_tokens, max_attempts, temperature, retry_temperature, seed,
                      max_reasoning_chars, rule)
-    judge, path, todo, skipped = _prepare(client, "pairwise", tasks, out_dir, judge_name, retry_errors)
+    judge, path, todo, skipped = _prepare(client, "pairwise", tasks, out_dir, judge_name, retry_errors, rule)
     inputs = [g for t in todo for g in (t.g1, t.g2)]
     tags = [f"pair q{t.question.question_id} t{t.turn} g{order}" for t in todo for order in (1, 2)]
     report = JudgeReport("pairwise", judge, path, len(tasks), skipped)
@@ -217,7 +228,7 @@ def judge_single(client: LLMClient, tasks: Sequence[SingleTask], out_dir: str | 
     already graded there are skipped. Prints the cost estimate before and the summary after when `echo`."""
     grader = _grader(client, mode, max_tokens, max_attempts, temperature, retry_temperature, seed,
                      max_reasoning_chars, rule)
-    judge, path, todo, skipped = _prepare(client, "single", tasks, out_dir, judge_name, retry_errors)
+    judge, path, todo, skipped = _prepare(client, "single", tasks, out_dir, judge_name, retry_errors, rule)
     inputs = [t.input for t in todo]
     tags = [f"single q{t.question.question_id} t{t.turn} {t.model}" for t in todo]
     report = JudgeReport("single", judge, path, len(tasks), skipped)

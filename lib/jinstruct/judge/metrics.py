@@ -18,6 +18,14 @@ Ratings: Bradley-Terry strengths fitted by maximum likelihood on the non-error g
 for each side), put on Chatbot Arena's Elo scale (400 points = 10:1 odds) with one model as the anchor,
 and bootstrapped over questions like the win rates.
 
+Semantics (`SEMANTICS`): "fastchat" (the default) is the reading above, today's FastChat's. "ja-vicuna-2023"
+reproduces the tables published with ja-vicuna-qa-benchmark in 2023, whose `show_result.py` read every line as it
+was: a game with an error verdict counts as a tie (two agreeing error verdicts as a win for model_2, its
+else-branch), a game judged twice counts twice, and a single grade of -1 (no rating) is averaged in as -1.
+
+Per pair (`pairwise_by_pair`): from an all-pairs file, one row per pair of models with model_1's wins, ties and
+losses against model_2, so that A vs B, B vs C and A vs C come from one file.
+
 Every function takes and returns plain pandas objects; build the frames with `pairwise_frame` / `single_frame`.
 """
 
@@ -25,15 +33,30 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from jinstruct.judge.verdicts import game_outcome
+from jinstruct.judge.verdicts import game_outcome, game_outcome_2023
 from jinstruct.formats.fastchat import ERROR_SCORE, PairwiseJudgment, Question, SingleJudgment
 
 ROUNDS = 1000
 LEVEL = 0.95
+
+Semantics = Literal["fastchat", "ja-vicuna-2023"]
+SEMANTICS: dict[str, str] = {
+    "fastchat": "today's FastChat: a game with an error verdict is left out (counted under errors); a game judged "
+                "twice counts once, its last line; a grade of -1 (no rating) is left out of the mean",
+    "ja-vicuna-2023": "ja-vicuna-qa-benchmark's 2023 tables: every line counts as it is; a game with an error "
+                      "verdict is a tie (both orders error: a win for model_2, as that code had it); a game judged "
+                      "twice counts twice; a grade of -1 is averaged in",
+}
+
+
+def _check_semantics(semantics: str) -> None:
+    if semantics not in SEMANTICS:
+        raise ValueError(f"unknown semantics {semantics!r}; choose one of {sorted(SEMANTICS)}")
 
 
 # ---- frames -------------------------------------------------------------------------------------------------
@@ -51,33 +74,42 @@ def _category(record: PairwiseJudgment | SingleJudgment, categories: Mapping[str
     return extra if isinstance(extra, str) else None
 
 
-def pairwise_frame(judgments: Iterable[PairwiseJudgment], categories: Mapping[str, str] | None = None) -> pd.DataFrame:
+def pairwise_frame(judgments: Iterable[PairwiseJudgment], categories: Mapping[str, str] | None = None,
+                   semantics: Semantics = "fastchat") -> pd.DataFrame:
     """One row per game: question_id, turn, category, model_1, model_2, g1_winner, g2_winner, outcome,
-    judge_model, judge_prompt. A game judged twice (same judge, question, turn and models, in either order)
-    keeps its last line, as FastChat's loader does."""
+    judge_model, judge_prompt. With "fastchat" semantics a game judged twice (same judge, question, turn and
+    models, in either order) keeps its last line, as FastChat's loader does, and a game with an error verdict has
+    outcome "error"; with "ja-vicuna-2023" every line is a game and its outcome follows `game_outcome_2023`."""
+    _check_semantics(semantics)
+    outcome = game_outcome if semantics == "fastchat" else game_outcome_2023
     rows: dict[tuple, dict] = {}
-    for j in judgments:
-        key = (j.judge[0], str(j.question_id), j.turn, frozenset((j.model_1, j.model_2)))
+    for i, j in enumerate(judgments):
+        key: tuple = (j.judge[0], str(j.question_id), j.turn, frozenset((j.model_1, j.model_2)))
+        if semantics != "fastchat":
+            key = (i,)
         rows.pop(key, None)
         rows[key] = {
             "question_id": j.question_id, "turn": j.turn, "category": _category(j, categories),
             "model_1": j.model_1, "model_2": j.model_2, "g1_winner": j.g1_winner, "g2_winner": j.g2_winner,
-            "outcome": game_outcome(j.g1_winner, j.g2_winner), "judge_model": j.judge[0], "judge_prompt": j.judge[1],
+            "outcome": outcome(j.g1_winner, j.g2_winner), "judge_model": j.judge[0], "judge_prompt": j.judge[1],
         }
     columns = ["question_id", "turn", "category", "model_1", "model_2", "g1_winner", "g2_winner", "outcome",
                "judge_model", "judge_prompt"]
     return pd.DataFrame(list(rows.values()), columns=columns)
 
 
-def single_frame(judgments: Iterable[SingleJudgment], categories: Mapping[str, str] | None = None) -> pd.DataFrame:
+def single_frame(judgments: Iterable[SingleJudgment], categories: Mapping[str, str] | None = None,
+                 semantics: Semantics = "fastchat") -> pd.DataFrame:
     """One row per graded answer: question_id, turn, category, model, score (NaN when an error), error,
     judge_model, judge_prompt. A score of -1 (FastChat: no rating found) or a non-finite one is an error.
-    A repeated (judge, question, model, turn) keeps its last line."""
+    A repeated (judge, question, model, turn) keeps its last line. With "ja-vicuna-2023" every line is kept and
+    a score of -1 is a score, as that code averaged it."""
+    _check_semantics(semantics)
     rows: dict[tuple, dict] = {}
-    for j in judgments:
+    for i, j in enumerate(judgments):
         score = float(j.score)
-        error = j.score == ERROR_SCORE or not np.isfinite(score)
-        key = (j.judge[0], str(j.question_id), j.model, j.turn)
+        error = not np.isfinite(score) or (j.score == ERROR_SCORE and semantics == "fastchat")
+        key: tuple = (j.judge[0], str(j.question_id), j.model, j.turn) if semantics == "fastchat" else (i,)
         rows.pop(key, None)
         rows[key] = {"question_id": j.question_id, "turn": j.turn, "category": _category(j, categories),
                      "model": j.model, "score": np.nan if error else score, "error": error,
@@ -225,6 +257,39 @@ def pairwise_by_category(games: pd.DataFrame, baseline: str | None = None, round
     if not parts:
         return pd.DataFrame()
     return pd.concat(parts, names=["category", "model"])
+
+
+def pair_orientation(games: pd.DataFrame, baseline: str | None = None) -> list[tuple[str, str]]:
+    """The pairs of models that played, each as (model_1, model_2) the way the file first shows it, except that a
+    baseline is always model_2."""
+    seen: dict[frozenset[str], tuple[str, str]] = {}
+    for m1, m2 in zip(games["model_1"], games["model_2"]):
+        key = frozenset((m1, m2))
+        if key not in seen:
+            seen[key] = (m2, m1) if m1 == baseline else (m1, m2)
+    return list(seen.values())
+
+
+def pairwise_by_pair(games: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+    """One row per pair of models (see `pair_orientation`), index (model_1, model_2): model_1's wins, ties and
+    losses against model_2, errors, n = wins + ties + losses, and win_rate, tie_rate, loss_rate and
+    win_rate_adjusted over n. With a baseline, only the pairs that include it."""
+    view = model_view(games)
+    rows = {}
+    for m1, m2 in pair_orientation(games, baseline):
+        if baseline is not None and baseline not in (m1, m2):
+            continue
+        counts = win_loss_counts(view[(view["model"] == m1) & (view["opponent"] == m2)]).reindex([m1], fill_value=0)
+        c = counts.iloc[0]
+        n = int(c["n"])
+        rate = (lambda k: float(k) / n) if n else (lambda k: np.nan)
+        rows[(m1, m2)] = {"wins": int(c["wins"]), "ties": int(c["ties"]), "losses": int(c["losses"]),
+                          "errors": int(c["errors"]), "n": n, "win_rate": rate(c["wins"]), "tie_rate": rate(c["ties"]),
+                          "loss_rate": rate(c["losses"]), "win_rate_adjusted": rate(c["wins"] + 0.5 * c["ties"])}
+    columns = ["wins", "ties", "losses", "errors", "n", "win_rate", "tie_rate", "loss_rate", "win_rate_adjusted"]
+    index = pd.MultiIndex.from_tuples(list(rows), names=["model_1", "model_2"]) if rows else pd.MultiIndex.from_tuples(
+        [], names=["model_1", "model_2"])
+    return pd.DataFrame(list(rows.values()), index=index, columns=columns)
 
 
 def judge_diagnostics(games: pd.DataFrame) -> pd.DataFrame:

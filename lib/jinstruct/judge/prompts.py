@@ -35,6 +35,7 @@ from jinstruct.formats.fastchat import (
     Question,
     QuestionId,
     SingleJudgment,
+    judge_field,
     load_judge_prompts,
     reference_turns,
 )
@@ -59,6 +60,23 @@ FASTCHAT_NAMES: dict[tuple[Kind, bool, bool], str] = {
     ("single", True, True): "single-math-v1-multi-turn",
 }
 
+# ja-vicuna-qa-benchmark's names for the same roles (its questions are single-turn, so it has no multi-turn prompts)
+JA_VICUNA_NAMES: dict[tuple[Kind, bool, bool], str] = {
+    ("pairwise", False, False): "pair",
+    ("pairwise", True, False): "pair-math",
+    ("single", False, False): "single",
+    ("single", True, False): "single-math",
+}
+
+
+def role_names(kind: Kind, reference: bool, multi_turn: bool) -> list[str]:
+    """The prompt names that play a role, in order of preference: FastChat's, then ja-vicuna's."""
+    names = [FASTCHAT_NAMES[(kind, reference, multi_turn)]]
+    if (kind, reference, multi_turn) in JA_VICUNA_NAMES:
+        names.append(JA_VICUNA_NAMES[(kind, reference, multi_turn)])
+    return names
+
+
 def load_prompts(path: str | os.PathLike[str] | None = None) -> dict[str, JudgePrompt]:
     """A FastChat-format judge prompt file; by default the project's Japanese prompts."""
     return load_judge_prompts(Path(path) if path is not None else JA_PROMPTS_FILE)
@@ -77,11 +95,13 @@ def is_multi_turn(prompt: JudgePrompt) -> bool:
 
 
 def choose_prompt(prompts: Mapping[str, JudgePrompt], kind: Kind, reference: bool, multi_turn: bool) -> JudgePrompt:
-    """The prompt for this kind of judgment: FastChat's name if the file has it, else the one prompt whose
-    type and template fit (reference-guided: has `{ref_answer_1}`; multi-turn: has `{question_2}`)."""
+    """The prompt for this kind of judgment: FastChat's name (or ja-vicuna's: `pair`, `pair-math`, `single`,
+    `single-math`) if the file has it, else the one prompt whose type and template fit (reference-guided: has
+    `{ref_answer_1}`; multi-turn: has `{question_2}`)."""
     name = FASTCHAT_NAMES[(kind, reference, multi_turn)]
-    if name in prompts and prompts[name].type == kind:
-        return prompts[name]
+    for candidate in role_names(kind, reference, multi_turn):
+        if candidate in prompts and prompts[candidate].type == kind:
+            return prompts[candidate]
     fits = [p for p in prompts.values()
             if p.type == kind and is_reference_guided(p) == reference and is_multi_turn(p) == multi_turn]
     what = f"{kind}{', reference-guided' if reference else ''}{', multi-turn' if multi_turn else ''}"
@@ -303,7 +323,8 @@ def pairwise_record(task: PairTask, judge_model: str, g1_reply: str, g2_reply: s
         raise ValueError(f"judge prompt {task.g1.prompt.name!r} is not a pairwise verdict format")
     return PairwiseJudgment(
         question_id=task.question.question_id, model_1=task.model_1, model_2=task.model_2,
-        g1_winner=fastchat_winner(v1, 1), g2_winner=fastchat_winner(v2, 2), judge=(judge_model, task.g1.prompt.name),
+        g1_winner=fastchat_winner(v1, 1), g2_winner=fastchat_winner(v2, 2),
+        judge=judge_field(judge_model, task.g1.prompt.name, rule),
         g1_user_prompt=task.g1.user_prompt, g1_judgment=g1_reply, g2_user_prompt=task.g2.user_prompt,
         g2_judgment=g2_reply, turn=task.turn, tstamp=time.time() if tstamp is None else tstamp)
 
@@ -315,7 +336,8 @@ def single_record(task: SingleTask, judge_model: str, reply: str, tstamp: float 
     if not isinstance(verdict, Rating):
         raise ValueError(f"judge prompt {task.input.prompt.name!r} is not a rating format")
     return SingleJudgment(
-        question_id=task.question.question_id, model=task.model, judge=(judge_model, task.input.prompt.name),
+        question_id=task.question.question_id, model=task.model,
+        judge=judge_field(judge_model, task.input.prompt.name, rule),
         user_prompt=task.input.user_prompt, judgment=reply,
         score=verdict.score if verdict.score is not None else ERROR_SCORE, turn=task.turn,
         tstamp=time.time() if tstamp is None else tstamp)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from jinstruct.paths import resolve_path
-from jinstruct.formats.fastchat import (Answer, Question, judgment_path, load_answer_dir, load_pairwise_judgments,
-                                load_single_judgments)
+from jinstruct.formats.benchmarks import judge_prompts_file
+from jinstruct.formats.fastchat import (Answer, JudgePrompt, Question, judgment_path, load_answer_dir,
+                                        load_pairwise_judgments, load_single_judgments)
 from jinstruct.judge.engine import JudgeReport, judge_pairwise, judge_single
 from jinstruct.judge.grader import GraderSettings, judge_request
 from jinstruct.judge.prompts import PairTask, SingleTask, load_prompts, pairwise_tasks, single_tasks
@@ -27,15 +28,20 @@ class Judging:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
+def judge_prompts(section: Any) -> dict[str, JudgePrompt]:
+    """The judge prompts `section.prompts` names: a file, a benchmark's own prompts, or (None) the project's."""
+    return load_prompts(judge_prompts_file(section.prompts) if section.prompts else None)
+
+
 def plan_judging(section: Any, questions: list[Question], references: dict[Any, Answer],
-                 answers_dir: Path) -> tuple[list[PairTask], list[SingleTask]]:
+                 answers_dir: Path | Mapping[str, Mapping[Any, Answer]]) -> tuple[list[PairTask], list[SingleTask]]:
     """The pairwise games and single gradings `section` (a `settings.JudgeSection`) asks for, over every model
-    with answers in `answers_dir`."""
-    answers = load_answer_dir(answers_dir)
+    with answers in `answers_dir` (or in a {model: {question_id: answer}} mapping)."""
+    answers = load_answer_dir(answers_dir) if isinstance(answers_dir, Path) else dict(answers_dir)
     models = sorted(answers)
     if section.baseline is not None and section.baseline not in answers:
         raise KeyError(f"judge.baseline {section.baseline!r} has no answers in {answers_dir} (have: {models})")
-    prompts = load_prompts(resolve_path(section.prompts) if section.prompts else None)
+    prompts = judge_prompts(section)
     pairs = (pairwise_tasks(questions, answers, models, prompts, baseline=section.baseline,
                             reference_answers=references) if section.pairwise else [])
     singles = single_tasks(questions, answers, models, prompts, reference_answers=references) if section.single else []
@@ -61,7 +67,8 @@ def run_judging(section: Any, client: Any, questions: list[Question], references
     pairs, singles = plan_judging(section, questions, references, answers_dir)
     judge = section.name or client.settings.model_name()
     common = dict(mode=section.mode, max_tokens=section.max_tokens, max_attempts=section.max_attempts,
-                  max_reasoning_chars=section.max_reasoning_chars, judge_name=judge, seed=seed)
+                  max_reasoning_chars=section.max_reasoning_chars, judge_name=judge, seed=seed,
+                  rule=section.verdict_rule)
     result = Judging(judge)
     cats = categories_of(questions)
     rounds = section.bootstrap_rounds

@@ -215,6 +215,15 @@ def game_outcome(g1_winner: str, g2_winner: str) -> str:
     return g1_winner
 
 
+def game_outcome_2023(g1_winner: str, g2_winner: str) -> str:
+    """The 2023 ja-vicuna-qa-benchmark reading of one game (its `show_result.py`): "tie" when game 1 says tie or the
+    two orders disagree (so a game with one error verdict is a tie), else the winner both orders named, where two
+    agreeing error verdicts fall to "model_2" as that code's else-branch did. Errors are never left out."""
+    if g1_winner == "tie" or g1_winner != g2_winner:
+        return "tie"
+    return "model_1" if g1_winner == "model_1" else "model_2"
+
+
 # ---- structured outputs -------------------------------------------------------------------------------------
 
 

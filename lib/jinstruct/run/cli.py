@@ -38,7 +38,7 @@ def register_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--config", required=True, help="a YAML file under configs/")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value by dotted key, e.g. generate.self_instruct.target=5000 (repeatable)")
-    r.add_argument("--stages", help="which notebooks: 01-06, 02, 01,03 (default: all)")
+    r.add_argument("--stages", help="which notebooks: 01-06, 02, 01,03 (default: the config's `stages`, else all)")
     r.add_argument("--name", help="run name (default: the config's name); results land in runs/<name>/")
     r.add_argument("--force", action="store_true", help="re-run stages even when unchanged")
     r.add_argument("--runs-dir", help="where run folders go (default: <project>/runs/)")

@@ -50,10 +50,8 @@ def discover(notebooks_dir: Path | None = None) -> list[Path]:
     return sorted(p for p in notebooks_dir.glob("*.ipynb") if STAGE_RE.match(p.name))
 
 
-def select(notebooks: list[Path], spec: str | None) -> list[Path]:
-    """Keep the notebooks named by `spec`: "01-06", "02", "01,03,05-06"; None keeps all."""
-    if not spec:
-        return notebooks
+def stage_numbers(spec: str) -> set[int]:
+    """The stage numbers of "01-06", "02", "01,03,05-06"."""
     wanted: set[int] = set()
     for part in spec.split(","):
         part = part.strip()
@@ -63,6 +61,14 @@ def select(notebooks: list[Path], spec: str | None) -> list[Path]:
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) else lo
         wanted.update(range(lo, hi + 1))
+    return wanted
+
+
+def select(notebooks: list[Path], spec: str | None) -> list[Path]:
+    """Keep the notebooks named by `spec`: "01-06", "02", "01,03,05-06"; None keeps all."""
+    if not spec:
+        return notebooks
+    wanted = stage_numbers(spec)
     chosen = [p for p in notebooks if int(p.name[:2]) in wanted]
     if not chosen:
         raise ValueError(f"--stages {spec!r} selects none of: {', '.join(p.stem for p in notebooks)}")
@@ -121,7 +127,7 @@ class Runner:
             f.write(f"{_now()} {msg}\n")
 
     def run(self, stages: str | None = None) -> list[StageOutcome]:
-        notebooks = select(discover(self.notebooks_dir), stages)
+        notebooks = select(discover(self.notebooks_dir), stages or self.cfg.stages)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         resolved = dump_config(self.cfg)
         atomic_write_text(self.layout.config, resolved)

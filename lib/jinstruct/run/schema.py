@@ -9,6 +9,7 @@ from pydantic import Field
 
 from jinstruct.run.config import Strict, apply_overrides, parse_override, read_yaml, validate
 from jinstruct.filter.heuristics import FilterParams
+from jinstruct.formats.benchmarks import BenchmarkRef
 from jinstruct.generate.recipes import GenerateSection
 from jinstruct.llm.settings import EndpointSettings
 from jinstruct.llm.tinymodel import resolve_model
@@ -52,19 +53,23 @@ class TrainSection(Strict):
 
 
 class AnswerModel(Strict):
-    """A model that answers the benchmark: tuned in this run, a base model, or an endpoint."""
+    """A model that answers the benchmark: tuned in this run, a base model, an endpoint, or published answers."""
 
     model_id: str
     trained: str | None = None  # the name of a model tuned in stage 04 of this run (base + adapter)
     base_model: str | None = None  # a Hugging Face name or folder, without an adapter
     endpoint: str | None = None  # a named endpoint (e.g. a baseline behind OpenAI, or vLLM serving a tuned model)
+    # published answers, copied into the run unchanged (never regenerated): <benchmark>:<model id> (pinned by the
+    # registry, e.g. ja-vicuna:openai--text-davinci-003), an https URL, or a path (FastChat or ja-vicuna layout)
+    answers: str | None = None
+    answers_sha256: str | None = None  # pins a URL's file (required) or checks a path's
     template: Literal["chat", "alpaca_ja"] | None = None  # None: what the model was trained with, else chat
     load_in_4bit: bool | None = None  # None: as trained (local models)
 
     def model_post_init(self, _: Any) -> None:
-        given = [k for k in ("trained", "base_model", "endpoint") if getattr(self, k)]
+        given = [k for k in ("trained", "base_model", "endpoint", "answers") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(f"model {self.model_id!r}: give exactly one of trained, base_model, endpoint")
+            raise ValueError(f"model {self.model_id!r}: give exactly one of trained, base_model, endpoint, answers")
         if "/" in self.model_id:
             raise ValueError(f"model_id {self.model_id!r}: no '/' (it names a file)")
 
@@ -72,7 +77,9 @@ class AnswerModel(Strict):
 class AnswerSection(Strict):
     """05: the benchmark answered by each model, FastChat answer format."""
 
-    benchmark: str = "data/bench/ja_qa80"  # a folder with question.jsonl (and reference_answer/)
+    # a name (ja_qa80, ja-vicuna, ja-mt-bench: see jinstruct.formats.benchmarks), {name, sha256: {file: sha256}}
+    # for files the registry leaves unpinned, or a folder with question.jsonl (and reference_answer/)
+    benchmark: str | BenchmarkRef = "data/bench/ja_qa80"
     per_category: int | None = None  # the first N questions of each category (None: all)
     models: list[AnswerModel] = Field(default_factory=list)
     max_new_tokens: int = 1024
@@ -85,7 +92,10 @@ class JudgeSection(Strict):
 
     endpoint: str = "judge"
     name: str | None = None  # the judge's name in file names and records (None: the endpoint's model)
-    prompts: str | None = None  # a FastChat judge_prompts.jsonl (None: the project's Japanese prompts)
+    # a FastChat judge_prompts.jsonl, or a benchmark name for its own prompts (ja-vicuna); None: the project's
+    # Japanese prompts
+    prompts: str | None = None
+    verdict_rule: Literal["last", "fastchat"] = "last"  # last verdict in the reply, or FastChat's own reading
     baseline: str | None = None  # pairwise against this model_id; None: all pairs
     pairwise: bool = True
     single: bool = True
@@ -101,6 +111,7 @@ class RunConfig(Strict):
     description: str = ""
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    stages: str | None = None  # the notebooks `run` and `estimate` cover unless --stages says (e.g. 05-06); None: all
     llm: LLMSection = Field(default_factory=LLMSection)
     seeds: SeedsSection = Field(default_factory=SeedsSection)
     generate: GenerateSection = Field(default_factory=GenerateSection)

@@ -1,9 +1,12 @@
 """Stage 01 in one call: translate the English seeds, export the post-editing sheet, take the edits back, measure
 the effort, and settle which Japanese seeds the later stages use.
 
-With `edited_sheet` (a sheet a person edited) the post-edited translations become the seeds. Without it, the
-project's shipped Japanese seeds stand in for the person's edits: the edited sheet is built from them (paired by
-id), the effort report compares them with the machine translation, and the shipped set is what generation reads.
+With `edited_sheet` (a sheet a person edited) the post-edited translations become the seeds, and the effort report
+compares them with the machine translation (the tasks matched by id). Without it, the project's shipped Japanese
+seeds stand in for the person's edits: the edited sheet is built from them (paired by id) so the files of the stage
+exist, and the shipped set is what generation reads; but those seeds were written in Japanese, not post-edited from
+this translation, so the effort report says so and reports no edit distance (comparing them would measure a
+rewrite, not an edit).
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from jinstruct.paths import resolve_path
 from jinstruct.seeds.postedit import EffortReport, effort_report, export_sheet, import_sheet, sheet_from_tasks
 from jinstruct.formats.seed_task import SeedTask, load_seed_tasks, write_seed_tasks
 from jinstruct.seeds.translate import Translation, translate_seed_tasks
+
+STAND_IN_NOTE = ("The Japanese seeds in use are the shipped original seeds ({path}), written in Japanese, not "
+                 "post-edits of this machine translation: there is no edit distance to report. To measure the "
+                 "effort, post-edit seeds/postedit_sheet.csv and set seeds.edited_sheet to it.")
 
 
 @dataclass
@@ -55,8 +62,9 @@ def edit_seeds(english: list[SeedTask], client: Any, layout: RunLayout, *, shipp
     write_seed_tasks(layout.post_edited, edited)
     final = edited if by_person else shipped
     seeds_path = write_seed_tasks(layout.japanese_seeds, final)
-    return SeedEditing(english, translation, sheet, edited_sheet, edited, effort_report(machine, edited), final,
-                       seeds_path)
+    effort = (effort_report(machine, edited) if by_person
+              else EffortReport.not_comparable(STAND_IN_NOTE.format(path=shipped_seeds), len(machine)))
+    return SeedEditing(english, translation, sheet, edited_sheet, edited, effort, final, seeds_path)
 
 
 def save_effort(effort: EffortReport, path: Path) -> Path:

@@ -63,7 +63,8 @@ def fetch_official_seeds(
     fresh = not (folder / OFFICIAL_CACHE_NAME).exists()
     target = fetch_checked(url, folder / OFFICIAL_CACHE_NAME,
                            lambda data, source: _verify(data, source, sha256, expected_lines),
-                           what="the official seed tasks", timeout_s=timeout_s, http=http)
+                           what="the official seed tasks", expected_sha256=sha256,
+                           hint="Or use the English sample (source='sample').", timeout_s=timeout_s, http=http)
     try:
         load_seed_tasks(target)
     except DataError:

@@ -17,7 +17,11 @@ A cell that came back as a spreadsheet error (#NAME? ...) is reported.
 
 The effort report compares the machine translation with the edited text, field by field: tasks touched,
 fields touched, characters changed (Levenshtein distance over characters), the share of fields accepted as
-they were, and the normalised edit distance of each field (distance / length of the longer text).
+they were, and the normalised edit distance of each field (distance / length of the longer text). It compares
+like with like: only the tasks whose post-edit matches a machine-translated task by id are compared (the others
+are counted, not compared), and when the Japanese seeds are not post-edits of the translation at all (the shipped
+original seeds standing in for a person's edits) there is no effort to measure: `EffortReport.not_comparable`
+says so and reports no edit distance.
 """
 
 from __future__ import annotations
@@ -210,12 +214,26 @@ def import_sheet(path: str | os.PathLike[str], machine: Sequence[SeedTask]) -> l
     return apply_edits(machine, read_edits(path, machine))
 
 
+FIELD_COLUMNS = ["task_id", "field", "machine_chars", "edited_chars", "distance", "normalized", "accepted"]
+
+
 @dataclass(frozen=True)
 class EffortReport:
-    """Per-field comparison of machine translation and post-edit, and the totals."""
+    """Per-field comparison of machine translation and post-edit, and the totals (`summary["comparable"]` False:
+    nothing was compared, and `summary["note"]` says why)."""
 
     fields: pd.DataFrame  # task_id, field, machine_chars, edited_chars, distance, normalized, accepted
     summary: dict[str, Any]
+
+    @property
+    def comparable(self) -> bool:
+        return bool(self.summary.get("comparable", True))
+
+    @classmethod
+    def not_comparable(cls, note: str, machine_tasks: int) -> EffortReport:
+        """The report when the seeds in use are not post-edits of the machine translation: no edit distance."""
+        return cls(pd.DataFrame(columns=FIELD_COLUMNS),
+                   {"comparable": False, "note": note, "tasks": 0, "machine_tasks": machine_tasks})
 
     def per_task(self) -> pd.DataFrame:
         """One row per task: fields, fields touched, characters changed."""
@@ -230,17 +248,22 @@ class EffortReport:
 
 
 def effort_report(machine: Sequence[SeedTask], edited: Sequence[SeedTask]) -> EffortReport:
-    """How much a person changed: both lists hold the same task ids with the same fields.
+    """How much a person changed, over the tasks of `edited` that match a task of `machine` by id (a matched task
+    must have the same fields in both).
 
-    `summary`: tasks, tasks_touched, share_tasks_touched, fields, fields_touched, share_fields_accepted,
-    chars_changed (sum of Levenshtein distances), machine_chars, edited_chars, char_edit_rate (chars_changed /
-    edited_chars, the character-level analogue of HTER), mean_normalized_distance (over fields).
+    `summary`: comparable (True), tasks (compared), machine_tasks, edited_tasks, tasks_touched, share_tasks_touched,
+    fields, fields_touched, share_fields_accepted, chars_changed (sum of Levenshtein distances), machine_chars,
+    edited_chars, char_edit_rate (chars_changed / edited_chars, the character-level analogue of HTER),
+    mean_normalized_distance (over fields).
     """
     edited_by_id = {t.id: t for t in edited}
-    if set(edited_by_id) != {t.id for t in machine} or len(edited) != len(machine):
-        raise ValueError("the machine and edited tasks must have the same ids")
+    if len(edited_by_id) != len(edited):
+        raise ValueError("the edited tasks have repeated ids")
+    compared = [m for m in machine if m.id in edited_by_id]
+    if not compared:
+        raise ValueError("no edited task matches a machine-translated task by id: nothing to compare")
     records = []
-    for m in machine:
+    for m in compared:
         e_fields = dict(task_fields(edited_by_id[m.id]))
         for field, m_text in task_fields(m):
             if field not in e_fields:
@@ -259,15 +282,16 @@ def effort_report(machine: Sequence[SeedTask], edited: Sequence[SeedTask]) -> Ef
             )
         if len(e_fields) != sum(1 for _ in task_fields(m)):
             raise ValueError(f"task {m.id!r}: the edited task has other fields than the machine translation")
-    df = pd.DataFrame(
-        records, columns=["task_id", "field", "machine_chars", "edited_chars", "distance", "normalized", "accepted"]
-    )
+    df = pd.DataFrame(records, columns=FIELD_COLUMNS)
     touched = df.groupby("task_id", sort=False)["accepted"].apply(lambda s: not s.all())
-    n_tasks, n_fields = len(machine), len(df)
+    n_tasks, n_fields = len(compared), len(df)
     edited_chars = int(df["edited_chars"].sum())
     chars_changed = int(df["distance"].sum())
     summary: dict[str, Any] = {
+        "comparable": True,
         "tasks": n_tasks,
+        "machine_tasks": len(machine),
+        "edited_tasks": len(edited),
         "tasks_touched": int(touched.sum()),
         "share_tasks_touched": float(touched.mean()) if n_tasks else 0.0,
         "fields": n_fields,
@@ -287,6 +311,11 @@ def plot_edit_distance(report: EffortReport, bins: int = 20) -> Figure:
     setup_japanese_font()
     fig = Figure(figsize=(6, 3.5), layout="constrained")
     ax = fig.add_subplot()
+    if not report.comparable:  # nothing was compared: the figure says why instead of showing a distance
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "編集距離なし: 使用中の日本語シードは機械翻訳のポストエディットではありません\n"
+                + report.summary["note"], ha="center", va="center", wrap=True, fontsize=8)
+        return fig
     values = report.fields["normalized"].to_numpy()
     ax.hist(values, bins=bins, range=(0.0, 1.0), color="#4c72b0", edgecolor="white")
     ax.set_xlim(0, 1)
