@@ -17,7 +17,7 @@ from jinstruct.agreement import label_studio, metrics, sheet
 from jinstruct.agreement.demo import DEMO_FILE, tiny_demo_labels
 from jinstruct.agreement.human_format import HumanJudgment, from_labels, load_human_judgments, write_human_judgments
 from jinstruct.agreement.labeler import Labeler, LabelSession
-from jinstruct.agreement.labels import Label, LabelError, read_label_file
+from jinstruct.agreement.labels import LabelError, read_label_file
 from jinstruct.agreement.sampling import Item, item_id, make_items, sample_games
 from jinstruct.agreement.stage import collect_votes, export_items, prepare_items, run_agreement
 from jinstruct.agreement.votes import Vote, judge_votes, vote_frame
@@ -561,7 +561,7 @@ def test_stage_samples_exports_collects_and_summarises(tmp_path):
 
 def test_stage_catches_a_label_given_twice_across_sources(tmp_path):
     layout, questions = _run_folder(tmp_path)
-    items = prepare_items(AgreementSection(sample_size=2), layout, questions, JUDGE)
+    items = prepare_items(AgreementSection(sample_size=2), layout, questions, None)  # the run's only judge
     LabelSession(items, "h1", layout.notebook_labels).label("left")
     twice = tmp_path / "h1.json"
     item = items[0]

@@ -52,7 +52,11 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _text(frame: pd.DataFrame) -> str:
-    return frame.to_string(float_format=lambda x: f"{x:.3f}", na_rep="-") if not frame.empty else "(nothing)"
+    if frame.empty:
+        return "(nothing)"
+    counts = [c for c in frame.columns if str(frame[c].dtype) == "Int64"]  # nullable counts: NA shown as "-" too
+    shown = frame.astype({c: object for c in counts}).fillna({c: "-" for c in counts})
+    return shown.to_string(float_format=lambda x: f"{x:.3f}", na_rep="-")
 
 
 def _run(args: argparse.Namespace) -> int:

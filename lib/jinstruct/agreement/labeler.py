@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jinstruct.agreement.labels import SPELLINGS, Choice, Label, LabelError, check_labels, read_label_file, write_label_file
+from jinstruct.agreement.labels import (SPELLINGS, Choice, Label, LabelError, check_labels, read_label_file,
+                                        write_label_file)
 from jinstruct.agreement.sampling import Item, turns_text
 
 SKIP_KEYS = {"s", "skip"}

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from pathlib import Path
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from jinstruct.agreement.sampling import Item
 from jinstruct.io import DataError, read_json, write_json
 
 Choice = Literal["left", "right", "tie"]
-CHOICES: tuple[Choice, ...] = ("left", "right", "tie")
 # what a person may type in a sheet for each choice (compared after NFKC and lower-casing)
 SPELLINGS: dict[str, Choice] = {
     "left": "left", "l": "left", "a": "left", "1": "left", "左": "left",

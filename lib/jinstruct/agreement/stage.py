@@ -13,7 +13,6 @@ mapped back to model names; all of them together are written as `agreement/human
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +21,27 @@ from typing import Any
 import pandas as pd
 
 from jinstruct.agreement import label_studio, metrics, sheet
-from jinstruct.agreement.human_format import HumanJudgment, from_labels, load_human_judgments, write_human_judgments
+from jinstruct.agreement.human_format import (
+    HumanJudgment,
+    from_labels,
+    load_human_judgments,
+    write_human_judgments,
+)
 from jinstruct.agreement.labels import Label, LabelError, check_labels, read_label_file
-from jinstruct.agreement.sampling import Item, load_items, make_items, sample_games, write_items
+from jinstruct.agreement.sampling import (
+    Item,
+    load_items,
+    make_items,
+    sample_games,
+    write_items,
+)
 from jinstruct.agreement.votes import GameKey, Vote, judge_votes, vote_frame
-from jinstruct.formats.fastchat import (PairwiseJudgment, Question, judgment_path, load_answer_dir,
-                                       load_pairwise_judgments)
+from jinstruct.formats.fastchat import (
+    PairwiseJudgment,
+    Question,
+    load_answer_dir,
+    load_pairwise_judgments,
+)
 from jinstruct.formats.layout import RunLayout
 from jinstruct.io import DataError, read_json, write_json
 from jinstruct.paths import project_root, resolve_path
@@ -51,18 +65,17 @@ class Agreement:
         return next(iter(pairs)) if len(pairs) == 1 else None
 
 
-def pair_judgment_file(judgments_dir: str | os.PathLike[str], judge: str | None) -> Path:
-    """`<judge>_pair.jsonl` in the folder; without a judge, the folder's only pairwise judgment file."""
-    folder = Path(judgments_dir)
+def pair_judgment_file(layout: RunLayout, judge: str | None) -> Path:
+    """The judge's `judgments/<judge>_pair.jsonl`; without a judge, the run's only pairwise judgment file."""
     if judge is not None:
-        path = judgment_path(folder, judge, "pair")
+        path = layout.judgment_file(judge, "pair")
         if not path.exists():
             raise FileNotFoundError(f"no pairwise judgments of {judge!r}: {path} does not exist (run stage 06)")
         return path
-    found = sorted(folder.glob("*_pair.jsonl"))
+    found = sorted(layout.judgments.glob("*_pair.jsonl"))  # FastChat names them <judge>_pair.jsonl
     if len(found) != 1:
-        raise FileNotFoundError(f"{folder}: expected one *_pair.jsonl, found {[p.name for p in found]}; "
-                                "set agreement.judge")
+        raise FileNotFoundError(f"{layout.judgments}: expected one pairwise judgment file, found "
+                                f"{[p.name for p in found]}; set agreement.judge")
     return found[0]
 
 
@@ -95,7 +108,11 @@ def export_items(items: Sequence[Item], layout: RunLayout) -> dict[str, Path]:
 
 
 def _judgments(layout: RunLayout, judge: str | None) -> list[PairwiseJudgment]:
-    return load_pairwise_judgments(pair_judgment_file(layout.judgments, judge))
+    path = pair_judgment_file(layout, judge)
+    judgments = load_pairwise_judgments(path)
+    if not judgments:
+        raise DataError(path, None, None, "no pairwise judgments in the file")
+    return judgments
 
 
 def source_kind(path: Path) -> str:
@@ -160,8 +177,8 @@ def label_sources(section: Any, layout: RunLayout) -> list[Path]:
 
 
 def measure(judge_records: Sequence[Vote], human: Sequence[HumanJudgment], categories: Mapping[str, str] | None,
-            turn: int | None, rounds: int, seed: int, level: float = metrics.LEVEL) -> tuple[pd.DataFrame, dict[str, Any],
-                                                                                     dict[str, pd.DataFrame]]:
+            turn: int | None, rounds: int, seed: int,
+            level: float = metrics.LEVEL) -> tuple[pd.DataFrame, dict[str, Any], dict[str, pd.DataFrame]]:
     """The vote frame, the summary and its tables (agreement, per_category, by_turn, confusion)."""
     votes = vote_frame(judge_records, [h.vote() for h in human], categories, turn)
     summary = metrics.summarize(votes, rounds, seed, level)
