@@ -95,8 +95,8 @@ def register_cli(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
                        description=__doc__.splitlines()[0])
     p.add_argument("judgments", metavar="PAIR_JUDGMENTS",
                    help="the judge's FastChat pairwise judgments (JSONL), or its votes in the human judgment format")
-    p.add_argument("--human", nargs="+", required=True, metavar="HUMAN.json",
-                   help="FastChat human judgment files (JSON lists)")
+    p.add_argument("--human", action="append", required=True, metavar="HUMAN.json",
+                   help="a FastChat human judgment file (JSON list); repeat for several")
     p.add_argument("--turn", type=int, help="only this turn (default: every turn, pooled; FastChat reports turn 1 and 2)")
     p.add_argument("--judge", help="the judge to use when the judgment file holds several")
     p.add_argument("--questions", metavar="FILE", help="question.jsonl, for agreement per category")
