@@ -12,7 +12,8 @@ from jinstruct.run.stage import Stage
 pytestmark = pytest.mark.slow
 
 # the pipeline's notebooks, in order: a renamed or missing one fails here instead of being skipped
-STAGES = ["01_seed_editing", "02_generation", "03_filtering", "04_qlora_training", "05_answering", "06_judging"]
+STAGES = ["01_seed_editing", "02_generation", "03_filtering", "04_qlora_training", "05_answering", "06_judging",
+          "07_human_agreement"]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,15 @@ def test_stage_outputs(tiny_run):
     assert len(read_jsonl(run.judgment_file("tiny-judge", "single"))) == 32
     ledger = read_json(run.manifest)["stages"]["06_judging"]["llm"]
     assert ledger["requests"] == 64 and ledger["failed"] == 0 and ledger["prompt_tokens"] > 0
+
+
+def test_human_agreement_outputs(tiny_run):
+    run = RunLayout(tiny_run[0])
+    assert len(read_jsonl(run.agreement_items)) == 12 and run.label_studio_tasks.exists() and run.annotation_sheet.exists()
+    summary = read_json(run.agreement_summary)  # the shipped demonstration labels: 3 votes on each of the 16 games
+    assert summary["judge"] == "tiny-judge" and summary["n_human_votes"] == 48 and summary["n_questions"] == 16
+    assert summary["judge_human"]["n"]["with_ties"] == 48 and summary["sources"] == ["data/agreement/demo_labels.json"]
+    assert (run.figures / "07_confusion.png").exists()
 
 
 def test_rerun_skips_every_stage(tiny_run):

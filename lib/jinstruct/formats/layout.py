@@ -14,7 +14,8 @@ Batch API state) and the tools ask a `RunLayout` for them.
       answers/<model_id>.jsonl
       judgments/<judge>_pair.jsonl  <judge>_single.jsonl  tables
       tasks/      task-evaluation results
-      agreement/  human labels and agreement tables
+      agreement/  items.jsonl  label_studio_tasks.json  label_studio_config.xml  annotation_sheet.csv
+                  notebook_labels.json  human_judgments.json  summary.json  tables (CSV)
       figures/    NN_*.pdf / .png
 """
 
@@ -153,6 +154,41 @@ class RunLayout:
     @property
     def agreement(self) -> Path:
         return self.root / "agreement"
+
+    @property
+    def agreement_items(self) -> Path:
+        """The games sampled for people to label, each with its left/right order (07)."""
+        return self.agreement / "items.jsonl"
+
+    @property
+    def label_studio_tasks(self) -> Path:
+        return self.agreement / "label_studio_tasks.json"
+
+    @property
+    def label_studio_config(self) -> Path:
+        return self.agreement / "label_studio_config.xml"
+
+    @property
+    def annotation_sheet(self) -> Path:
+        return self.agreement / "annotation_sheet.csv"
+
+    @property
+    def notebook_labels(self) -> Path:
+        """Labels given in notebook 07's labeler (a person's work: appended to, never overwritten)."""
+        return self.agreement / "notebook_labels.json"
+
+    @property
+    def human_judgments(self) -> Path:
+        """Every human label of the run in FastChat's human judgment format."""
+        return self.agreement / "human_judgments.json"
+
+    @property
+    def agreement_summary(self) -> Path:
+        """Judge-human and human-human agreement, kappa, alpha and intervals, for notebook 09."""
+        return self.agreement / "summary.json"
+
+    def agreement_table(self, name: str) -> Path:
+        return self.agreement / f"{name}.csv"
 
     @property
     def tasks(self) -> Path:

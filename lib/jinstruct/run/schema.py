@@ -106,6 +106,19 @@ class JudgeSection(Strict):
     bootstrap_rounds: int = 1000
 
 
+class AgreementSection(Strict):
+    """07: a sample of the judged games for people to label, their labels, and agreement with the judge."""
+
+    judge: str | None = None  # whose pairwise judgments (None: judge.name, else the run's only *_pair.jsonl)
+    sample_size: int | None = 40  # games to label (None: every judged game)
+    strata: list[Literal["category", "verdict"]] = Field(default_factory=lambda: ["category", "verdict"])
+    disagreement_weight: float = Field(default=1.0, gt=0)  # > 1: games whose two judge orders disagree come first
+    turn: int | None = None  # only this turn (None: every turn)
+    labels: list[str] = Field(default_factory=list)  # Label Studio JSON exports, filled CSV sheets, FastChat human files
+    annotator_prefix: str | None = None  # count only annotators named so (FastChat's script: "expert")
+    bootstrap_rounds: int = 1000
+
+
 class RunConfig(Strict):
     name: str
     description: str = ""
@@ -119,6 +132,7 @@ class RunConfig(Strict):
     train: TrainSection = Field(default_factory=TrainSection)
     answer: AnswerSection = Field(default_factory=AnswerSection)
     judge: JudgeSection = Field(default_factory=JudgeSection)
+    agreement: AgreementSection = Field(default_factory=AgreementSection)
     extra: dict[str, Any] = Field(default_factory=dict)  # free-form values a custom notebook may read
 
 
