@@ -123,15 +123,16 @@ def comparison_table(frame: pd.DataFrame, models: Sequence[str] | None = None) -
 
 def plot_tasks(frame: pd.DataFrame, models: Sequence[str] | None = None) -> Figure:
     """Accuracy per task and few-shot count with 95% intervals (left), perplexities (right), one bar per model."""
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
     ci = with_intervals(frame)
     models = list(models) if models is not None else list(dict.fromkeys(ci["model"]))
     acc = ci[ci["metric"] == "acc"]
     ppl = ci[ci["metric"].isin(["byte_perplexity", "token_perplexity"])]
     panels = [p for p in (acc, ppl) if not p.empty]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6.5 * max(1, len(panels)), 4.2), squeeze=False)
+    fig = Figure(figsize=(6.5 * max(1, len(panels)), 4.2), layout="constrained")
+    axes = fig.subplots(1, max(1, len(panels)), squeeze=False)
     width = 0.8 / max(1, len(models))
     for ax, part in zip(axes[0], panels):
         groups = list(dict.fromkeys(zip(part["task"], part["metric"], part["num_fewshot"])))
@@ -143,7 +144,8 @@ def plot_tasks(frame: pd.DataFrame, models: Sequence[str] | None = None) -> Figu
             hi = [rows["ci_high"].get(g, np.nan) for g in groups]
             err = np.array([[v - a if not math.isnan(a) else 0 for v, a in zip(vals, lo)],
                             [b - v if not math.isnan(b) else 0 for v, b in zip(vals, hi)]])
-            ax.bar(x + (i - (len(models) - 1) / 2) * width, vals, width, yerr=err, capsize=3, label=model)
+            ax.bar(x + (i - (len(models) - 1) / 2) * width, vals, width, yerr=err if err.any() else None, capsize=3,
+                   label=model)
         is_acc = part is acc
         labels = [f"{t}\n{k}-shot" if is_acc else f"{t}\n{m}" for t, m, k in groups]
         ax.set_xticks(x, labels, fontsize=8)
@@ -154,5 +156,4 @@ def plot_tasks(frame: pd.DataFrame, models: Sequence[str] | None = None) -> Figu
             ax.set_yscale("log")
         ax.legend(fontsize=8)
         ax.set_title("few-shot accuracy" if is_acc else "perplexity on held-out answers")
-    fig.tight_layout()
     return fig
