@@ -279,8 +279,9 @@ class BuildStats:
 
     def table(self) -> pd.DataFrame:
         """One row per source (and a total): rows read, left out, duplicates, records written, licence."""
-        frame = pd.DataFrame([vars(s) for s in self.sources]).set_index("name")
         counts = ["rows", "sampled_out", "blank", "duplicates", "records"]
+        columns = ["name", "dataset", "template", "license", "revision", *counts]
+        frame = pd.DataFrame([vars(s) for s in self.sources], columns=columns).set_index("name")
         total = frame[counts].sum().to_frame("total").T
         return pd.concat([frame, total]).fillna("")
 
@@ -497,7 +498,7 @@ class FromDatasets:
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        sources: list[Source] = Field(default_factory=shipped_sources)  # default: the shipped miniature datasets
+        sources: list[Source] = Field(default_factory=shipped_sources, min_length=1)  # default: data/datasets/
         templates: str | None = None  # a YAML file of extra (or replacing) templates, same form as the shipped one
         dedup: bool = True  # drop exact duplicates (instruction, input and output) across all sources
 

@@ -149,6 +149,8 @@ def evaluate_run(stage: Any) -> TaskRun:
     section, layout = stage.cfg.tasks, stage.layout
     folder = write_task_files(layout.task_yaml)
     models = eval_models(section, stage.cfg.train.models, layout)
+    if not models:
+        raise ValueError("tasks: no model to evaluate (tasks.models is empty and train.models names none)")
     device = device_of(stage.cfg.device)
     tasks_digest = task_files_digest(folder)
     manager = None
