@@ -205,3 +205,31 @@ def test_token_perplexity_is_exp_of_the_mean_token_loss(api_run, tiny_and_adapte
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     assert results["results"]["jinstruct_qa_ppl"]["byte_perplexity,none"] == pytest.approx(
         math.exp(loss_sum / n_bytes), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_evaluate_run_writes_the_summary_and_reuses_unchanged_results(tmp_path):
+    from types import SimpleNamespace
+
+    from jinstruct.formats.layout import RunLayout
+    from jinstruct.run.schema import TasksSection
+    from jinstruct.tasks.stage import evaluate_run
+
+    section = TasksSection(models=[{"model_id": "tiny-base", "base_model": "tiny"}], tasks=["jinstruct_nli"],
+                           shots=[0, 1], limit=4, dtype="float32")
+    stage = SimpleNamespace(cfg=SimpleNamespace(tasks=section, train=SimpleNamespace(models=[]), device="cpu"),
+                            layout=RunLayout(tmp_path))
+    first = evaluate_run(stage)
+    assert first.reused == []
+    assert list(first.summary["num_fewshot"]) == [0, 1, 0, 0, 0]  # nli acc at 0 and 1 shots, the perplexities once
+    assert set(first.summary["metric"]) == {"acc", "bits_per_byte", "byte_perplexity", "token_perplexity"}
+    assert (first.summary["n"] == 4).all()
+    saved = json.loads(stage.layout.task_results("tiny-base", 1).read_text(encoding="utf-8"))
+    assert "samples" not in saved and saved["jinstruct"]["command"].startswith("lm_eval --model hf")
+    assert len(read_jsonl(stage.layout.task_samples("tiny-base", "jinstruct_nli", 1))) == 4
+    again = evaluate_run(stage)
+    assert again.reused == ["tasks/tiny-base/results_0shot.json", "tasks/tiny-base/results_1shot.json"]
+    pd.testing.assert_frame_equal(again.summary, first.summary)
+    assert read_summary(stage.layout.tasks_summary).equals(first.summary)
+    section.limit = 5  # another setting: evaluated again
+    assert evaluate_run(stage).reused == []

@@ -48,8 +48,8 @@ LOG_NAME = "train_log.jsonl"
 CARD_NAME = "training_card.json"
 
 # `target_modules: auto`: the LoRA targets for an architecture (the config's `model_type`). GPT-NeoX (OpenCALM,
-# rinna) gets its fused attention projection, as arXiv 2309.03412 tunes it; any other model every linear layer
-# but the output head (peft's "all-linear", the QLoRA paper's choice, which 2309.03412 takes for LLaMA).
+# rinna) gets its fused attention projection, as arXiv 2309.03412 tunes it; any other model (LLaMA included) every
+# linear layer but the output head (peft's "all-linear", the QLoRA paper's choice).
 LORA_TARGETS: dict[str, str | list[str]] = {"gpt_neox": ["query_key_value"]}
 
 
@@ -120,7 +120,8 @@ class TrainResult(BaseModel):
 
 
 def load_examples(train_file: Path, template: str) -> list[dict[str, Any]]:
-    """Read training records into TRL prompt-completion examples, so the loss falls on the final answer alone.
+    """Read training records into TRL prompt-completion examples, so the loss can fall on the final answer alone
+    (or, with `train_on_inputs`, on the whole text).
 
     chat: prompt = every message before the last (which must be the assistant's), completion = that last message.
     alpaca_ja, alpaca_ja_2309: one user and one assistant turn; the instruction and input come from the record's
