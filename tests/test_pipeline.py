@@ -1,5 +1,6 @@
 """The whole pipeline on the tiny config, through the runner, as the README's first command runs it."""
 
+import pandas as pd
 import pytest
 
 from jinstruct.formats.layout import RunLayout
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 # the pipeline's notebooks, in order: a renamed or missing one fails here instead of being skipped
 STAGES = ["01_seed_editing", "02_generation", "03_filtering", "04_qlora_training", "05_answering", "06_judging",
-          "07_human_agreement"]
+          "07_human_agreement", "08_task_eval"]
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,14 @@ def test_stage_outputs(tiny_run):
     assert len(read_jsonl(run.judgment_file("tiny-judge", "single"))) == 32
     ledger = read_json(run.manifest)["stages"]["06_judging"]["llm"]
     assert ledger["requests"] == 64 and ledger["failed"] == 0 and ledger["prompt_tokens"] > 0
+    summary = pd.read_csv(run.tasks_summary)
+    assert list(summary.columns) == ["task", "model", "metric", "value", "stderr", "n", "num_fewshot"]
+    assert len(summary) == 2 * 7 and set(summary["model"]) == {"tiny-base", "tiny-sft"}  # acc x3, acc_norm, ppl x3
+    acc = summary[summary["metric"] == "acc"]
+    assert set(acc["num_fewshot"]) == {2} and acc["value"].between(0, 1).all() and (acc["stderr"] > 0).all()
+    for model in ("tiny-base", "tiny-sft"):
+        assert read_json(run.task_results(model, 2))["n-shot"]["jinstruct_nli"] == 2
+    assert len(run.tasks_commands.read_text().splitlines()) == 2 + 2  # a header, then one line per model
 
 
 def test_human_agreement_outputs(tiny_run):

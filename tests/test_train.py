@@ -7,8 +7,17 @@ from pathlib import Path
 
 import pytest
 from jinstruct.io import DataError, read_json, read_jsonl, sha256_file
-from jinstruct.train.qlora import TrainParams, last_checkpoint, load_examples, split_eval
-from jinstruct.train.templates import ALPACA_JA_HEADER, ALPACA_JA_HEADER_INPUT, alpaca_ja_prompt, render
+from jinstruct.train.qlora import TrainParams, last_checkpoint, load_examples, lora_targets, split_eval
+from jinstruct.train.templates import (
+    ALPACA_2309_HEADER,
+    ALPACA_2309_HEADER_INPUT,
+    ALPACA_JA_HEADER,
+    ALPACA_JA_HEADER_INPUT,
+    alpaca_ja_prompt,
+    instruction_prompt,
+    render,
+    stops,
+)
 from jinstruct.train.cli import load_job
 
 QA = [
@@ -50,6 +59,29 @@ def test_alpaca_ja_prompt_with_and_without_input():
     assert alpaca_ja_prompt("要約してください。", "今日は晴れ。") == (
         f"{ALPACA_JA_HEADER_INPUT}\n\n### 指示:\n要約してください。\n\n### 入力:\n今日は晴れ。\n\n### 応答:\n")
     assert "### 入力:" not in alpaca_ja_prompt("指示", "  ")  # a blank input is no input
+
+
+def test_the_2309_template_answers_after_henntou_and_stops_at_the_next_section(tmp_path):
+    assert instruction_prompt("alpaca_ja_2309", "要約してください。", "今日は晴れ。") == (
+        f"{ALPACA_2309_HEADER_INPUT}\n\n### 指示:\n要約してください。\n\n### 入力:\n今日は晴れ。\n\n### 返答:\n")
+    assert instruction_prompt("alpaca_ja_2309", "挨拶して") == f"{ALPACA_2309_HEADER}\n\n### 指示:\n挨拶して\n\n### 返答:\n"
+    assert stops("alpaca_ja_2309") == ("### 指示:", "### 入力:", "### 返答:") and stops("chat") == ()
+    assert render(None, "alpaca_ja_2309", [{"role": "user", "content": "一"}, {"role": "assistant", "content": "二"},
+                                           {"role": "user", "content": "三"}]).endswith(
+        "### 返答:\n二\n\n### 指示:\n三\n\n### 返答:\n")
+    recs = [{"messages": [{"role": "user", "content": "訳して: cat"}, {"role": "assistant", "content": "猫"}],
+             "instruction": "英語を日本語に訳してください。", "input": "cat"}]
+    [ex] = load_examples(write_records(tmp_path / "t.jsonl", recs), "alpaca_ja_2309")
+    assert ex == {"prompt": instruction_prompt("alpaca_ja_2309", "英語を日本語に訳してください。", "cat"), "completion": "猫"}
+    with pytest.raises(ValueError, match="alpaca_ja_2309"):
+        instruction_prompt("alpaca", "x")
+
+
+def test_lora_targets_by_architecture():
+    assert lora_targets("auto", "gpt_neox") == ["query_key_value"]
+    assert lora_targets("auto", "llama") == "all-linear"
+    assert lora_targets(["q_proj"], "gpt_neox") == ["q_proj"] and lora_targets("all-linear", "gpt_neox") == "all-linear"
+    assert TrainParams(base_model="m").train_on_inputs is False
 
 
 def test_load_examples_chat_puts_every_earlier_turn_in_the_prompt(tmp_path):
@@ -185,6 +217,26 @@ def test_prompt_tokens_are_masked(tiny_model, tmp_path):
         assert _n_trained(packed.train_dataset) == _n_trained(trainer.train_dataset)
         assert _n_tokens(packed.train_dataset) == _n_tokens(trainer.train_dataset)
         assert all(len(ex["input_ids"]) <= 128 for ex in packed.train_dataset)
+
+
+def test_train_on_inputs_trains_the_prompt_tokens_too(tiny_model, tmp_path):
+    from jinstruct.train.qlora import make_trainer
+
+    path = write_records(tmp_path / "t.jsonl", qa_records(2))
+    params = small_params(tiny_model, template="alpaca_ja_2309", packing=False, train_on_inputs=True,
+                          target_modules="auto")
+    trainer = make_trainer(params, path, tmp_path / "o")
+    assert trainer.completion_only_loss is False
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    assert labels == ids  # every token, the prompt's included, is trained
+    assert trainer.processing_class.decode(ids).startswith(ALPACA_2309_HEADER)
+    masked = make_trainer(params.model_copy(update={"train_on_inputs": False}), path, tmp_path / "o")
+    labels = masked.data_collator([masked.train_dataset[0]])["labels"][0].tolist()
+    assert labels[0] == -100 and labels[-1] != -100
+    base = trainer.model.get_base_model()  # auto on a Llama: every linear layer but the head
+    assert {type(m.base_layer).__name__ for m in (base.model.layers[0].self_attn.q_proj,
+                                                  base.model.layers[0].mlp.down_proj)} == {"Linear4bit"}
 
 
 def test_trainer_configuration_on_cpu(tiny_model, tmp_path):

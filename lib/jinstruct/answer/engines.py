@@ -5,9 +5,9 @@ Two ways to produce them, one file format (`answers/<model_id>.jsonl`, see `jins
 - `answer_with_transformers`: a local causal LM (a base model, with a QLoRA adapter or not; see
   `load_answer_model`) through transformers. Prompts are batched with left padding, sorted by length so that
   a batch holds prompts of similar length, and rendered with the template the model was trained with:
-  `chat` (the tokenizer's chat template) or `alpaca_ja` (`### 指示:` / `### 応答:`). Sampling is greedy
-  for a category whose temperature is 0 and plain temperature sampling (no top-k) otherwise; each sampled
-  batch gets a seed derived from `seed` and the (question, turn, choice) it holds.
+  `chat` (the tokenizer's chat template), `alpaca_ja` (`### 指示:` / `### 応答:`) or `alpaca_ja_2309`
+  (`### 返答:`). Sampling is greedy for a category whose temperature is 0 and plain temperature sampling (no
+  top-k) otherwise; each sampled batch gets a seed derived from `seed` and the (question, turn, choice) it holds.
 - `answer_with_client`: any OpenAI-compatible endpoint through the project's LLM client (a baseline model
   behind an API, or vLLM serving a tuned model); the client's cache makes a repeated run free.
 
@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from jinstruct.answer.records import TEMPERATURES, make_answer, missing_answers, temperature_for, turn_messages
 from jinstruct.formats.fastchat import Answer, Question, QuestionId, append_records, write_records
-from jinstruct.train.templates import ALPACA_STOPS, Template, render
+from jinstruct.train.templates import Template, render, stops
 from jinstruct.io import DataError, iter_jsonl, validation_error
 
 if TYPE_CHECKING:
@@ -246,8 +246,8 @@ class TransformersGenerator:
     """Generates with a local transformers model: batches of prompts of similar length (left padded), one
     sampling setting per batch; greedy at temperature 0, temperature sampling with `top_p` (no top-k) above.
 
-    template: what the model was trained with ("chat" or "alpaca_ja"). stop: strings that end an answer
-    (default: none for chat, where the end-of-turn token stops it; the next `### 指示:` for alpaca_ja).
+    template: what the model was trained with ("chat", "alpaca_ja", "alpaca_ja_2309"). stop: strings that end an
+    answer (default: none for chat, where the end-of-turn token stops it; the next `### 指示:` for the others).
     """
 
     def __init__(self, model: Any, tokenizer: Any, template: Template = "chat", max_new_tokens: int = 512,
@@ -257,7 +257,7 @@ class TransformersGenerator:
             raise ValueError("the tokenizer has no pad token (load it with jinstruct.train.qlora.load_tokenizer)")
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.max_new_tokens, self.batch_size, self.seed, self.top_p = max_new_tokens, batch_size, seed, top_p
-        self.stop = tuple(stop) if stop is not None else (ALPACA_STOPS if template == "alpaca_ja" else ())
+        self.stop = tuple(stop) if stop is not None else stops(template)
         self.progress = progress
 
     def __call__(self, prompts: Sequence[TurnPrompt]) -> list[Generated]:

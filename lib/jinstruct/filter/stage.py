@@ -7,6 +7,9 @@ Order (Alpaca's post-processing, then its similarity filter): every record goes 
 `jinstruct.filter.heuristics` (the first failing one is its reason); the survivors go, in order, through the greedy ROUGE-L
 filter on the instruction, with the seed instructions preloaded in the pool (`jinstruct.filter.dedup`). Every rejected
 record is written with `reject_reason` (a code of `filters.REASONS`, or `rouge_duplicate`) and `reject_detail`.
+Records made from a task template (those with a `template` field, e.g. recipe `from_datasets`) skip the ROUGE-L
+filter: their instructions repeat by design, what differs is the input, and the recipe already dropped exact
+duplicates.
 
 Training records are TRL's conversational format. The user turn is the instruction, followed, when the record has
 an input, by a blank line and the input (`instruction + "\\n\\n" + input`); the assistant turn is the output. The
@@ -118,7 +121,7 @@ def filter_records(
         rejection = filters.check(rec)
         if rejection is not None:
             rejected.append({**rec, "reject_reason": rejection.reason, "reject_detail": rejection.detail})
-        elif params.rouge_dedup:
+        elif params.rouge_dedup and not rec.get("template"):
             decision = deduper.add(rec["instruction"])
             if decision.kept:
                 pool_ids.append(str(rec["id"]))
@@ -215,6 +218,7 @@ def dataset_card(result: FilterResult, title: str = "Japanese instructions") -> 
         "Recipes: " + ", ".join(f"{k} ({v:,})" for k, v in recipes.most_common()) + ".  ",
         "Models: " + ", ".join(f"{k} ({v:,})" for k, v in models.most_common()) + ".",
         "",
+        *_sources_section(result.kept),
         "## Rejections by reason",
         "",
         "Checked in this order; a record counts under the first reason that rejects it.",
@@ -250,6 +254,38 @@ def dataset_card(result: FilterResult, title: str = "Japanese instructions") -> 
         "",
     ]
     return "\n".join(lines)
+
+
+def source_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Kept records per source dataset (records whose `source` is a mapping with `dataset`, e.g. from_datasets'),
+    with the revision and licence the records carry: one row per (dataset, config, split, revision, licence)."""
+    counts: Counter[tuple[str, str, str, str, str]] = Counter()
+    for rec in records:
+        src = rec.get("source")
+        if isinstance(src, Mapping) and src.get("dataset"):
+            key = tuple(str(src.get(k) or "") for k in ("dataset", "config", "split", "revision"))
+            counts[(*key, str(rec.get("license") or "unknown"))] += 1  # type: ignore[arg-type]
+    columns = ["dataset", "config", "split", "revision", "license", "records"]
+    return pd.DataFrame([(*k, n) for k, n in counts.items()], columns=columns)
+
+
+def _sources_section(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The card's list of source datasets with their licences and counts (none when the records name none)."""
+    table = source_table(records)
+    if table.empty:
+        return []
+    licenses = table.groupby("license")["records"].sum().sort_values(ascending=False)
+    return [
+        "## Sources",
+        "",
+        "Every dataset the kept records were made from, at the revision read (a local file's is its sha256), with "
+        "the licence its records carry. Derived data follows each source's licence.",
+        "",
+        table.to_markdown(index=False, intfmt=","),
+        "",
+        "By licence: " + ", ".join(f"{k} ({v:,})" for k, v in licenses.items()) + ".",
+        "",
+    ]
 
 
 def load_seed_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ Batch API state) and the tools ask a `RunLayout` for them.
       models/<name>/adapter/  models/<name>/train_log.jsonl
       answers/<model_id>.jsonl
       judgments/<judge>_pair.jsonl  <judge>_single.jsonl  tables
-      tasks/      task-evaluation results
+      tasks/      summary.csv  lm_eval_commands.sh  yaml/<task>.yaml
+                  <model_id>/results_<k>shot.json  <model_id>/samples_<task>_<k>shot.jsonl
       agreement/  items.jsonl  label_studio_tasks.json  label_studio_config.xml  annotation_sheet.csv
                   notebook_labels.json  human_judgments.json  summary.json  tables (CSV)
       figures/    NN_*.pdf / .png
@@ -193,6 +194,32 @@ class RunLayout:
     @property
     def tasks(self) -> Path:
         return self.root / "tasks"
+
+    @property
+    def task_yaml(self) -> Path:
+        """The lm-eval task YAMLs stage 08 evaluated, data paths made absolute."""
+        return self.tasks / "yaml"
+
+    def task_results(self, model_id: str, num_fewshot: int) -> Path:
+        """lm-eval's raw results for one model at one few-shot count."""
+        return self.tasks / model_id / f"results_{num_fewshot}shot.json"
+
+    def task_samples(self, model_id: str, task: str, num_fewshot: int) -> Path:
+        """lm-eval's logged samples (one line per scored document) of one task in `task_results`."""
+        return self.tasks / model_id / f"samples_{task}_{num_fewshot}shot.jsonl"
+
+    def task_cli_output(self, model_id: str) -> Path:
+        """Where the `lm_eval` command lines of `tasks_commands` write."""
+        return self.tasks / "cli" / model_id
+
+    @property
+    def tasks_commands(self) -> Path:
+        return self.tasks / "lm_eval_commands.sh"
+
+    @property
+    def tasks_summary(self) -> Path:
+        """One row per task, model, metric and few-shot count (other notebooks read it)."""
+        return self.tasks / "summary.csv"
 
     @property
     def figures(self) -> Path:

@@ -12,7 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class InstructionRecord(BaseModel):
-    """The instruction-record contract (DESIGN.md): what filtering needs; other fields travel along untouched."""
+    """The instruction-record contract (DESIGN.md): what filtering needs; other fields travel along untouched.
+
+    Records made from existing datasets (recipe `from_datasets`) also carry `source` as {dataset, config, split,
+    revision, row}, the source's `license`, and the `template` that made them (stage 03 then skips its ROUGE-L
+    filter: templated instructions repeat by design)."""
 
     model_config = ConfigDict(extra="allow")
     id: str

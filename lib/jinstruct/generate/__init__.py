@@ -1,10 +1,13 @@
-"""Stage 02, generation: the recipes that make instruction records (self-instruct, machine-translated Alpaca, ...),
+"""Stage 02, generation: the recipes that make instruction records (self-instruct, machine-translated Alpaca, existing
+datasets through task templates, ...),
 chosen from a registry by the config's `generate.recipe`."""
 
 from jinstruct.lazy import exports
 
 __getattr__, __dir__ = exports(__name__, {
     "RECIPES": "recipes",
+    "FromDatasets": "from_datasets",
+    "load_templates": "from_datasets",
     "GenerateSection": "recipes",
     "describe": "recipes",
     "estimate_generation": "recipes",

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from jinstruct.formats.layout import RunLayout
+from jinstruct.generate.from_datasets import FromDatasets
 from jinstruct.generate.self_instruct import SelfInstruct
 from jinstruct.generate.translate import TranslateAlpaca
 from jinstruct.llm import Estimate, LLMClient
@@ -47,6 +48,7 @@ class Recipe(Protocol):
 RECIPES: dict[str, type[Recipe]] = {r.name: r for r in (
     SelfInstruct,
     TranslateAlpaca,
+    FromDatasets,
 )}
 
 

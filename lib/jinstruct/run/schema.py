@@ -14,6 +14,7 @@ from jinstruct.generate.recipes import GenerateSection
 from jinstruct.llm.settings import EndpointSettings
 from jinstruct.llm.tinymodel import resolve_model
 from jinstruct.train.qlora import TrainParams
+from jinstruct.train.templates import Template
 
 
 class LLMSection(Strict):
@@ -63,7 +64,7 @@ class AnswerModel(Strict):
     # registry, e.g. ja-vicuna:openai--text-davinci-003), an https URL, or a path (FastChat or ja-vicuna layout)
     answers: str | None = None
     answers_sha256: str | None = None  # pins a URL's file (required) or checks a path's
-    template: Literal["chat", "alpaca_ja"] | None = None  # None: what the model was trained with, else chat
+    template: Template | None = None  # None: what the model was trained with, else chat
     load_in_4bit: bool | None = None  # None: as trained (local models)
 
     def model_post_init(self, _: Any) -> None:
@@ -117,6 +118,32 @@ class AgreementSection(Strict):
     labels: list[str] = Field(default_factory=list)  # Label Studio JSON exports, filled CSV sheets, FastChat human files
     annotator_prefix: str | None = None  # count only annotators named so (FastChat's script: "expert")
     bootstrap_rounds: int = 1000
+class TaskModel(Strict):
+    """A model stage 08 evaluates: tuned in this run (base + adapter) or a base model."""
+
+    model_id: str
+    trained: str | None = None  # the name of a model tuned in stage 04 of this run
+    base_model: str | None = None  # a Hugging Face name or folder (or tiny), without an adapter
+
+    def model_post_init(self, _: Any) -> None:
+        if (self.trained is None) == (self.base_model is None):
+            raise ValueError(f"tasks model {self.model_id!r}: give exactly one of trained, base_model")
+        if "/" in self.model_id:
+            raise ValueError(f"model_id {self.model_id!r}: no '/' (it names a folder)")
+
+
+class TasksSection(Strict):
+    """08: few-shot accuracy and perplexity with lm-evaluation-harness, base against tuned."""
+
+    models: list[TaskModel] = Field(default_factory=list)  # empty: each train.models entry and its base model
+    # lm-eval task names: the shipped YAMLs (jinstruct_*, jglue_*), or any of lm-eval's own
+    tasks: list[str] = Field(default_factory=lambda: ["jinstruct_nli", "jinstruct_sentiment", "jinstruct_commonsense"])
+    shots: list[int] = Field(default_factory=lambda: [2], min_length=1)  # the accuracy tasks at each few-shot count
+    perplexity: list[str] = Field(default_factory=lambda: ["jinstruct_qa_ppl"])  # rolling-perplexity tasks, once
+    limit: int | None = Field(default=None, gt=0)  # score only the first N documents of each task
+    batch_size: int = Field(default=8, gt=0)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: the model's own
+    fewshot_seed: int = 1234  # lm-eval's default
 
 
 class RunConfig(Strict):
@@ -133,6 +160,7 @@ class RunConfig(Strict):
     answer: AnswerSection = Field(default_factory=AnswerSection)
     judge: JudgeSection = Field(default_factory=JudgeSection)
     agreement: AgreementSection = Field(default_factory=AgreementSection)
+    tasks: TasksSection = Field(default_factory=TasksSection)
     extra: dict[str, Any] = Field(default_factory=dict)  # free-form values a custom notebook may read
 
 

@@ -27,7 +27,7 @@ from tabulate import tabulate
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jinstruct.formats.records import TrainingRecord
-from jinstruct.train.templates import alpaca_ja_prompt
+from jinstruct.train.templates import Template, instruction_prompt
 from jinstruct.io import (
     DataError,
     append_jsonl,
@@ -47,6 +47,11 @@ if TYPE_CHECKING:
 LOG_NAME = "train_log.jsonl"
 CARD_NAME = "training_card.json"
 
+# `target_modules: auto`: the LoRA targets for an architecture (the config's `model_type`). GPT-NeoX (OpenCALM,
+# rinna) gets its fused attention projection, as arXiv 2309.03412 tunes it; any other model (LLaMA included) every
+# linear layer but the output head (peft's "all-linear", the QLoRA paper's choice).
+LORA_TARGETS: dict[str, str | list[str]] = {"gpt_neox": ["query_key_value"]}
+
 
 
 class TrainParams(BaseModel):
@@ -55,7 +60,9 @@ class TrainParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base_model: str = Field(description="Hugging Face model name or local directory")
-    template: Literal["chat", "alpaca_ja"] = "chat"
+    template: Template = "chat"
+    train_on_inputs: bool = Field(default=False, description="loss on the prompt too (alpaca-lora's default), "
+                                  "not only on the answer")
     trust_remote_code: bool = False
     # quantization and precision
     load_in_4bit: bool = True
@@ -65,7 +72,8 @@ class TrainParams(BaseModel):
     lora_r: int = Field(default=64, gt=0)
     lora_alpha: int = Field(default=16, gt=0)
     lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
-    target_modules: str | list[str] = "all-linear"
+    target_modules: str | list[str] = Field(default="all-linear", description='module names, "all-linear", or '
+                                            '"auto" (by architecture: LORA_TARGETS)')
     # optimisation
     learning_rate: float = Field(default=2e-4, gt=0)
     lr_scheduler: Literal["constant", "cosine"] = "constant"
@@ -112,11 +120,12 @@ class TrainResult(BaseModel):
 
 
 def load_examples(train_file: Path, template: str) -> list[dict[str, Any]]:
-    """Read training records into TRL prompt-completion examples, so the loss falls on the final answer alone.
+    """Read training records into TRL prompt-completion examples, so the loss can fall on the final answer alone
+    (or, with `train_on_inputs`, on the whole text).
 
     chat: prompt = every message before the last (which must be the assistant's), completion = that last message.
-    alpaca_ja: one user and one assistant turn; the instruction and input come from the record's `instruction` and
-    `input` fields when present, else the user message is the instruction.
+    alpaca_ja, alpaca_ja_2309: one user and one assistant turn; the instruction and input come from the record's
+    `instruction` and `input` fields when present, else the user message is the instruction.
     """
     out: list[dict[str, Any]] = []
     for line, obj in iter_jsonl(train_file):
@@ -138,9 +147,10 @@ def load_examples(train_file: Path, template: str) -> list[dict[str, Any]]:
         else:
             if [m.role for m in msgs] != ["user", "assistant"]:
                 raise DataError(train_file, line, "messages",
-                                "the alpaca_ja template takes exactly one user and one assistant message")
+                                f"the {template} template takes exactly one user and one assistant message")
             instruction = rec.instruction if rec.instruction is not None else msgs[0].content
-            out.append({"prompt": alpaca_ja_prompt(instruction, rec.input or ""), "completion": msgs[1].content})
+            out.append({"prompt": instruction_prompt(template, instruction, rec.input or ""),
+                        "completion": msgs[1].content})
     if not out:
         raise DataError(train_file, None, None, "no training records")
     return out
@@ -328,7 +338,7 @@ def make_trainer(params: TrainParams, train_file: Path, out_dir: Path) -> Any:
         max_length=params.max_seq_length,
         packing=params.packing,
         packing_strategy="bfd",
-        completion_only_loss=True,
+        completion_only_loss=not params.train_on_inputs,
         logging_steps=params.logging_steps,
         save_strategy="steps",
         save_steps=params.save_steps,
@@ -341,9 +351,18 @@ def make_trainer(params: TrainParams, train_file: Path, out_dir: Path) -> Any:
     model = load_base_model(params.base_model, params.load_in_4bit, dtype, resolve_attn(params.attn_implementation),
                             params.trust_remote_code, _device_map())
     lora = LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
-                      target_modules=params.target_modules, bias="none", task_type="CAUSAL_LM")
+                      target_modules=lora_targets(params.target_modules, model.config.model_type), bias="none",
+                      task_type="CAUSAL_LM")
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       processing_class=tokenizer, peft_config=lora, callbacks=_callbacks(out_dir))
+
+
+def lora_targets(target_modules: str | list[str], model_type: str) -> str | list[str]:
+    """The modules LoRA adapts: as given, or for "auto" the architecture's entry of LORA_TARGETS ("all-linear" when
+    it has none)."""
+    if target_modules != "auto":
+        return target_modules
+    return LORA_TARGETS.get(model_type, "all-linear")
 
 
 def _fingerprint(params: TrainParams, data_sha256: str) -> dict[str, Any]:
