@@ -3,7 +3,8 @@
     python -m jinstruct estimate --config configs/paper.yaml [--set generate.self_instruct.target=5000] [--name RUN]
 
 Seed translation and generation are estimated from the config (generation from the run's post-edited seeds when
-they exist, else the shipped ones); judging from the answers in the run folder, once stage 05 has written them.
+they exist, else the shipped ones; a recipe with several LLM steps gets one row per step); judging from the answers in
+the run folder, once stage 05 has written them. Endpoints with a `tokens_per_s` (self-hosted vLLM) also show GPU-hours.
 Answers already in the LLM cache cost nothing. No API key is needed and nothing is sent.
 """
 
@@ -18,7 +19,7 @@ import pandas as pd
 
 from jinstruct.formats.fastchat import load_benchmark
 from jinstruct.download import DownloadError
-from jinstruct.generate.recipes import describe, estimate_generation
+from jinstruct.generate.recipes import describe, estimate_parts
 from jinstruct.judge.stage import judging_requests, plan_judging
 from jinstruct.llm import Estimate, LLMClient
 from jinstruct.paths import resolve_path, runs_dir
@@ -68,8 +69,8 @@ def estimate_run(st: Stage) -> list[StageEstimate]:
     g = cfg.generate
     what = describe(g)
     try:
-        est = estimate_generation(g, _Counting(st, "02_generation"))
-        out.append(StageEstimate("02_generation", g.endpoint, what, est))
+        for part, endpoint, est in estimate_parts(g, _Counting(st, "02_generation")):
+            out.append(StageEstimate("02_generation", endpoint, part, est))
     except DownloadError as e:
         out.append(StageEstimate("02_generation", g.endpoint, str(e), None))
 
@@ -88,7 +89,7 @@ def estimate_run(st: Stage) -> list[StageEstimate]:
 
 def table(rows: list[StageEstimate]) -> str:
     """The estimates as a Markdown table (a stage that cannot be estimated yet says why)."""
-    numbers = ("requests", "cached", "to send", "prompt tok", "completion tok", "cost $", "at most $")
+    numbers = ("requests", "cached", "to send", "prompt tok", "completion tok", "cost $", "at most $", "GPU h")
     records = []
     for r in rows:
         e = r.estimate
@@ -98,8 +99,9 @@ def table(rows: list[StageEstimate]) -> str:
             row.update({name: f"{n:,}" for name, n in zip(numbers, counts)})
             row["cost $"] = f"{e.cost_usd:.2f}" + ("" if e.priced else " (no price)")
             row["at most $"] = f"{e.max_cost_usd:.2f}" if e.max_cost_usd is not None else "no bound"
+            row["GPU h"] = f"{e.gpu_hours:,.1f}" if e.gpu_hours is not None else "-"
         records.append(row)
-    return pd.DataFrame(records).to_markdown(index=False, disable_numparse=True, colalign=["left"] * 3 + ["right"] * 7)
+    return pd.DataFrame(records).to_markdown(index=False, disable_numparse=True, colalign=["left"] * 3 + ["right"] * 8)
 
 
 def _main(args: argparse.Namespace) -> int:
