@@ -180,6 +180,10 @@ class RunLayout:
     def answer_file(self, model_id: str) -> Path:
         return answer_path(self.answers, model_id)
 
+    def vllm_log(self, model_id: str) -> Path:
+        """The log of the vLLM server that answered for `model_id` (engine: vllm)."""
+        return self.answers / f"{model_id}.vllm.log"
+
     @property
     def judgments(self) -> Path:
         return self.root / "judgments"

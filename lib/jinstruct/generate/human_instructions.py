@@ -246,7 +246,8 @@ def translate_instructions(cfg: HumanInstructionsConfig, layout: RunLayout, clie
 
 
 def needs_translation(cfg: HumanInstructionsConfig, row: dict[str, Any]) -> bool:
-    return cfg.translate != "none" and row.get("language_detected") != "ja"
+    """Not Japanese: detected so by the filters (before them, in an estimate: as the source declares)."""
+    return cfg.translate != "none" and (row.get("language_detected") or row.get("language")) != "ja"
 
 
 def _translate_chunk(cfg: HumanInstructionsConfig, rows: Sequence[dict[str, Any]], client: LLMClient | None,

@@ -12,6 +12,7 @@ from jinstruct.filter.heuristics import FilterParams
 from jinstruct.generate.recipes import GenerateSection
 from jinstruct.llm.settings import EndpointSettings
 from jinstruct.llm.tinymodel import resolve_model
+from jinstruct.llm.vllm_server import VLLMSettings
 from jinstruct.train.qlora import TrainParams
 
 
@@ -60,11 +61,16 @@ class AnswerModel(Strict):
     endpoint: str | None = None  # a named endpoint (e.g. a baseline behind OpenAI, or vLLM serving a tuned model)
     template: Literal["chat", "alpaca_ja"] | None = None  # None: what the model was trained with, else chat
     load_in_4bit: bool | None = None  # None: as trained (local models)
+    engine: Literal["transformers", "vllm"] = "transformers"  # local models: generate, or serve base + adapter
+    # with vLLM (answer.vllm) for the stage and answer through it (the adapter on the unquantised base)
 
     def model_post_init(self, _: Any) -> None:
         given = [k for k in ("trained", "base_model", "endpoint") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(f"model {self.model_id!r}: give exactly one of trained, base_model, endpoint")
+        if self.engine == "vllm" and self.endpoint:
+            raise ValueError(f"model {self.model_id!r}: engine vllm serves a local model (trained or base_model); "
+                             "an endpoint is answered through its own server")
         if "/" in self.model_id:
             raise ValueError(f"model_id {self.model_id!r}: no '/' (it names a file)")
 
@@ -78,6 +84,7 @@ class AnswerSection(Strict):
     max_new_tokens: int = 1024
     batch_size: int = 8
     seed: int = 0
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings)  # how models with engine: vllm are served
 
 
 class JudgeSection(Strict):
