@@ -136,7 +136,7 @@ def test_recipe_responses_and_scores_through_vllm(tmp_path, vllm_server):
     # the 0-10 scale under choice-constrained decoding: vLLM's structured_outputs choice from [[0]] to [[10]]
     prompts = load_prompts(prompt_path("judge_single_0to10_ja.jsonl"))
     with client_for(vllm_server, tmp_path / "choice") as client:
-        grades = Grader(client, GraderSettings(mode="choice", max_attempts=1), prompts).grade_many(
+        grades = Grader(client, GraderSettings(mode="choice", max_tokens=8, max_attempts=1), prompts).grade_many(
             [(texts[0], "東京です。"), (texts[1], "3776メートルです。")])
     assert all(g.score in range(0, 11) and g.judgment == f"[[{g.score}]]" for g in grades)
 

@@ -606,18 +606,21 @@ def run_human_instructions(cfg: HumanInstructionsConfig, layout: RunLayout, *, t
     return rep
 
 
-def _sample_rows(cfg: HumanInstructionsConfig, layout: RunLayout) -> tuple[list[dict[str, Any]], int]:
-    """Instructions to price requests with, and how many the run has: the run's translations, else its kept rows,
-    else its sources, else the source itself (or the shipped sample when the source cannot be read here)."""
+def _sample_rows(cfg: HumanInstructionsConfig, layout: RunLayout) -> tuple[list[dict[str, Any]], int, str]:
+    """Instructions to price requests with, how many the run has, and where they come from: the run's translations,
+    else its kept rows, else its sources, else the source itself (or, when the source cannot be read here, e.g. a
+    gated dataset offline, the shipped sample's texts)."""
     for path, kept in ((layout.hi_translated, False), (layout.hi_filtered, True), (layout.hi_sources, False)):
         if read_state(path):
             rows = [r for r in final_lines(path) if not kept or r["kept"]]
-            return rows, len(rows)
+            return rows, len(rows), ""
     try:
-        rows = list(iter_source(cfg.source))
-    except Exception:  # a gated or remote dataset: price with the shipped sample's texts
+        rows = list(iter_source(cfg.source)) if cfg.source.dataset is None else list(
+            islice(iter_source(cfg.source), cfg.estimate_sample))
+        return rows, len(rows), ""
+    except Exception as e:  # a gated or remote dataset out of reach: lengths from the shipped sample
         rows = list(iter_source(SourceSpec(path=SHIPPED)))
-    return rows, len(rows)
+        return rows, len(rows), f" (lengths from {SHIPPED}: {cfg.source.describe()} unreadable here, {type(e).__name__})"
 
 
 def _scaled(est: Estimate, factor: float) -> Estimate:
@@ -636,7 +639,7 @@ def estimate_human_instructions(cfg: HumanInstructionsConfig, translator: str, s
     """Requests, tokens and cost of translation, responses and scores, calling nothing: the requests of up to
     `estimate_sample` instructions, scaled to `estimate_instructions` (or the run's count). A response is priced at
     `expected_response_tokens` and a judgement at `expected_judgement_tokens`."""
-    rows, available = _sample_rows(cfg, stage.layout)
+    rows, available, note = _sample_rows(cfg, stage.layout)
     total = cfg.estimate_instructions or available
     sample = rows[: cfg.estimate_sample]
     factor = total / len(sample) if sample else 0.0
@@ -649,18 +652,19 @@ def estimate_human_instructions(cfg: HumanInstructionsConfig, translator: str, s
                                         max_chars=cfg.translation_max_chars) for t in todo]
         per = max(1, round(sum(estimate_text_tokens(t) for t in todo) / max(1, len(todo))))
         est = stage.client(translator).estimate(requests, expected_output_tokens=per)
-        parts.append(Part(f"translate {round(len(todo) * factor):,} instructions", translator, _scaled(est, factor)))
+        parts.append(Part(f"translate {round(len(todo) * factor):,} instructions{note}", translator,
+                          _scaled(est, factor)))
     seed = stage.cfg.seed
     responder = stage.client(cfg.responder)
     requests = [req for t in texts for req in response_requests(cfg, {"instruction_ja": t, "conversation_id": ""}, seed)]
     est = responder.estimate(requests, expected_output_tokens=cfg.expected_response_tokens)
-    parts.append(Part(f"{total:,} instructions x {cfg.n} responses", cfg.responder, _scaled(est, factor)))
+    parts.append(Part(f"{total:,} instructions x {cfg.n} responses{note}", cfg.responder, _scaled(est, factor)))
     judge = stage.client(cfg.judge)
     grader = make_grader(cfg, judge, seed)
     typical = "あ" * cfg.expected_response_tokens  # a response as long as expected (1 token per kana)
     requests = grader.grade_requests([(t, typical) for t in texts for _ in range(cfg.n)])
     est = judge.estimate(requests, expected_output_tokens=cfg.expected_judgement_tokens)
-    parts.append(Part(f"{total * cfg.n:,} responses graded 0-10", cfg.judge, _scaled(est, factor)))
+    parts.append(Part(f"{total * cfg.n:,} responses graded 0-10{note}", cfg.judge, _scaled(est, factor)))
     return parts
 
 

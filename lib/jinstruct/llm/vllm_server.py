@@ -130,6 +130,16 @@ def _run(cmd: Sequence[str]) -> None:
         raise VLLMError(f"{' '.join(cmd)} failed ({done.returncode}):\n{(done.stderr or done.stdout)[-4000:]}")
 
 
+def _end_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the process that started the server dies, so a
+    killed test run or notebook never leaves a server behind (its own session keeps it from the terminal's Ctrl-C,
+    which `stop()` handles)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -192,7 +202,8 @@ class VLLMServer:
         started = time.monotonic()
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(self.command(venv_python(venv)), stdout=log, stderr=subprocess.STDOUT,
-                                         env=self.environment(), start_new_session=True)
+                                         env=self.environment(), start_new_session=True,
+                                         preexec_fn=_end_with_parent)
         try:
             self._wait(started)
         except BaseException:
@@ -275,6 +286,10 @@ def _install(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _serve(args: argparse.Namespace) -> int:
     from jinstruct.llm.tinymodel import resolve_model
 
@@ -282,6 +297,7 @@ def _serve(args: argparse.Namespace) -> int:
     server = VLLMServer(resolve_model(args.model), args.name or Path(args.model).name, loras=loras,
                         max_lora_rank=args.max_lora_rank, dtype=args.dtype, max_model_len=args.max_model_len,
                         port=args.port, version=args.version)
+    signal.signal(signal.SIGTERM, _interrupt)  # a TERM stops the server as Ctrl-C does
     try:
         with server:
             print(f"serving {', '.join(server.models())} on {server.url} (log: {server.log_path}); Ctrl-C stops it",
