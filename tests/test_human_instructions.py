@@ -396,3 +396,33 @@ def test_estimate_450k_instructions_6_responses_and_6_scores_api_and_vllm(tmp_pa
                                             rel=1e-6)
     assert (translation.endpoint, responding.endpoint, scoring.endpoint) == ("api", "vllm", "api")
     assert translation.estimate.requests == 450_000 * 70 // 120  # the rows declared Japanese are not translated
+
+
+@pytest.mark.slow
+def test_the_tiny_config_runs_the_recipe_offline_through_the_notebooks(tmp_path):
+    """Stages 01-03 of `configs/tiny.yaml --set generate.recipe=human_instructions`, as the runner runs them: the
+    embedded tiny model translates, answers and judges; stage 03's dataset card carries the generation card."""
+    from jinstruct.io import read_json
+    from jinstruct.paths import configs_dir
+    from jinstruct.run.estimate import estimate_run
+    from jinstruct.run.runner import Runner, overrides_dict
+    from jinstruct.run.stage import Stage
+
+    overrides = [f"llm.cache={tmp_path / 'llm_cache.sqlite'}", "generate.recipe=human_instructions"]
+    outcomes = Runner(configs_dir() / "tiny.yaml", overrides, runs_dir=tmp_path, name="tiny-hi",
+                      log=lambda m: None).run("01-03")
+    assert [o.status for o in outcomes] == ["ok"] * 3
+    run = RunLayout(tmp_path / "tiny-hi")
+    filtered = outcome(final_lines(run.hi_filtered))
+    assert filtered.dropped == {"empty": 3, "duplicate": 6, "too_long": 2, "language": 3, "template": 16}
+    records = read_jsonl(run.generated)
+    assert 0 < len(records) <= 90 and all(len(r["synthesized_assistant_responses"]) == 3 for r in records)
+    assert all(0 <= s["preference_score"] <= 10 for r in records for s in r["synthesized_assistant_responses"]
+               if s["preference_score"] is not None)
+    card = run.dataset_card.read_text()
+    assert "## Generation: human-written instructions" in card and "### Score distribution" in card
+    manifest = read_json(run.manifest)["stages"]["02_generation"]
+    assert manifest["status"] == "ok" and manifest["llm"]["failed"] == 0
+    st = Stage.open("estimate", configs_dir() / "tiny.yaml", run.root, overrides_dict(overrides))
+    rows = [r for r in estimate_run(st) if r.stage == "02_generation"]
+    assert len(rows) == 3 and all(r.estimate.to_send == 0 and r.estimate.requests > 0 for r in rows)

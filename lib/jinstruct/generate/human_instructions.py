@@ -606,21 +606,20 @@ def run_human_instructions(cfg: HumanInstructionsConfig, layout: RunLayout, *, t
     return rep
 
 
-def _sample_rows(cfg: HumanInstructionsConfig, layout: RunLayout) -> tuple[list[dict[str, Any]], int, str]:
-    """Instructions to price requests with, how many the run has, and where they come from: the run's translations,
-    else its kept rows, else its sources, else the source itself (or, when the source cannot be read here, e.g. a
-    gated dataset offline, the shipped sample's texts)."""
-    for path, kept in ((layout.hi_translated, False), (layout.hi_filtered, True), (layout.hi_sources, False)):
+def _kept_rows(cfg: HumanInstructionsConfig, layout: RunLayout) -> tuple[list[dict[str, Any]], str]:
+    """The instructions to price translation with, and a note on where they come from: the run's kept rows, else
+    its sources, else the source itself (or, when that cannot be read here, e.g. a gated dataset offline, the
+    shipped sample's texts, for their lengths)."""
+    for path, kept in ((layout.hi_filtered, True), (layout.hi_sources, False)):
         if read_state(path):
-            rows = [r for r in final_lines(path) if not kept or r["kept"]]
-            return rows, len(rows), ""
+            return [r for r in final_lines(path) if not kept or r["kept"]], ""
     try:
-        rows = list(iter_source(cfg.source)) if cfg.source.dataset is None else list(
-            islice(iter_source(cfg.source), cfg.estimate_sample))
-        return rows, len(rows), ""
-    except Exception as e:  # a gated or remote dataset out of reach: lengths from the shipped sample
-        rows = list(iter_source(SourceSpec(path=SHIPPED)))
-        return rows, len(rows), f" (lengths from {SHIPPED}: {cfg.source.describe()} unreadable here, {type(e).__name__})"
+        if cfg.source.dataset is None:
+            return list(iter_source(cfg.source)), ""
+        return list(islice(iter_source(cfg.source), cfg.estimate_sample)), ""
+    except Exception as e:  # any failure to reach the dataset: the estimate goes on with the sample's lengths
+        note = f" (lengths from {SHIPPED}: {cfg.source.describe()} unreadable here, {type(e).__name__})"
+        return list(iter_source(SourceSpec(path=SHIPPED))), note
 
 
 def _scaled(est: Estimate, factor: float) -> Estimate:
@@ -637,32 +636,43 @@ def _scaled(est: Estimate, factor: float) -> Estimate:
 
 def estimate_human_instructions(cfg: HumanInstructionsConfig, translator: str, stage: Any) -> list[Part]:
     """Requests, tokens and cost of translation, responses and scores, calling nothing: the requests of up to
-    `estimate_sample` instructions, scaled to `estimate_instructions` (or the run's count). A response is priced at
-    `expected_response_tokens` and a judgement at `expected_judgement_tokens`."""
-    rows, available, note = _sample_rows(cfg, stage.layout)
-    total = cfg.estimate_instructions or available
-    sample = rows[: cfg.estimate_sample]
-    factor = total / len(sample) if sample else 0.0
-    texts = [r.get("instruction_ja") or r["instruction"] for r in sample]
+    `estimate_sample` instructions, scaled to `estimate_instructions` (else the run's own count). Before a sub-stage
+    has run, its inputs are stood in for: the source texts for translations, `expected_response_tokens` for each
+    response; completions are priced at those expected lengths. After the run, what it sent is cached and free."""
+    layout, seed = stage.layout, stage.cfg.seed
+    kept, note = _kept_rows(cfg, layout)
     parts = []
     if cfg.translate == "llm":
         prompt = load_prompt(resolve_path(cfg.translation_prompt) if cfg.translation_prompt else TRANSLATION_PROMPT)
+        sample = kept[: cfg.estimate_sample]
         todo = [r["instruction"] for r in sample if needs_translation(cfg, r)]
+        factor = (cfg.estimate_instructions or len(kept)) / max(1, len(sample))
         requests = [translation_request(t, prompt, max_tokens=cfg.translation_max_tokens,
                                         max_chars=cfg.translation_max_chars) for t in todo]
         per = max(1, round(sum(estimate_text_tokens(t) for t in todo) / max(1, len(todo))))
         est = stage.client(translator).estimate(requests, expected_output_tokens=per)
         parts.append(Part(f"translate {round(len(todo) * factor):,} instructions{note}", translator,
                           _scaled(est, factor)))
-    seed = stage.cfg.seed
-    responder = stage.client(cfg.responder)
-    requests = [req for t in texts for req in response_requests(cfg, {"instruction_ja": t, "conversation_id": ""}, seed)]
-    est = responder.estimate(requests, expected_output_tokens=cfg.expected_response_tokens)
+    if read_state(layout.hi_translated):
+        answerable = list(_answerable(layout))
+    else:
+        answerable = [{"conversation_id": r["conversation_id"], "instruction_ja": normalize(r["instruction"])}
+                      for r in kept if normalize(r["instruction"])]
+    total = cfg.estimate_instructions or len(answerable)
+    sample = answerable[: cfg.estimate_sample]
+    factor = total / max(1, len(sample))
+    requests = [req for row in sample for req in response_requests(cfg, row, seed)]
+    est = stage.client(cfg.responder).estimate(requests, expected_output_tokens=cfg.expected_response_tokens)
     parts.append(Part(f"{total:,} instructions x {cfg.n} responses{note}", cfg.responder, _scaled(est, factor)))
+    if read_state(layout.hi_responses):
+        answered = list(islice(final_lines(layout.hi_responses), cfg.estimate_sample))
+        items = [(r["instruction_ja"], x["content"]) for r in answered for x in r["responses"] if x["content"].strip()]
+        factor = total * cfg.n / max(1, len(items))
+    else:
+        typical = "あ" * cfg.expected_response_tokens  # a response as long as expected (1 token per kana)
+        items = [(row["instruction_ja"], typical) for row in sample for _ in range(cfg.n)]
     judge = stage.client(cfg.judge)
-    grader = make_grader(cfg, judge, seed)
-    typical = "あ" * cfg.expected_response_tokens  # a response as long as expected (1 token per kana)
-    requests = grader.grade_requests([(t, typical) for t in texts for _ in range(cfg.n)])
+    requests = make_grader(cfg, judge, seed).grade_requests(items)
     est = judge.estimate(requests, expected_output_tokens=cfg.expected_judgement_tokens)
     parts.append(Part(f"{total * cfg.n:,} responses graded 0-10{note}", cfg.judge, _scaled(est, factor)))
     return parts
