@@ -10,9 +10,16 @@
 # `recipe: translate` builds the baseline the paper compares against: English Alpaca-format data machine-translated
 # into Japanese through the same client.
 #
-# **Reads**: `seeds/ja_seed_tasks.jsonl` (from 01), or English Alpaca data (`generate.translate.english`).
+# `recipe: human_instructions` (arXiv 2503.23714) takes human-written instructions (LMSYS-Chat-1M's first user turns,
+# or the shipped 120), filters them (empty, duplicates, templates, other languages, too long; `NAME_1` placeholders
+# flagged), translates them into Japanese, samples n responses each from an open-weight model, has a judge grade every
+# response 0-10, and keeps the best.
+#
+# **Reads**: `seeds/ja_seed_tasks.jsonl` (from 01), or English Alpaca data (`generate.translate.english`), or human
+# instructions (`generate.human_instructions.source`).
 # **Writes**: `data/generated.jsonl` (with `generated.progress.jsonl` and `generated.state.json` for resuming),
-# `figures/02_kept_vs_generated.png`.
+# `figures/02_kept_vs_generated.png`; human_instructions: `data/human_instructions/*.jsonl` (one file per sub-stage),
+# `data/generation_card.md`, `figures/02_scores.png`.
 
 # %% tags=["parameters"]
 config_path = None  # None: configs/tiny.yaml
@@ -26,7 +33,8 @@ from jinstruct.run import Stage
 st = Stage.open("02_generation", config_path, run_dir, overrides)
 cfg = st.cfg.generate
 print(f"recipe {cfg.recipe}: {generate.describe(cfg)} (recipes: {', '.join(generate.RECIPES)})")
-print(generate.estimate_generation(cfg, st))
+for what, endpoint, estimate in generate.estimate_parts(cfg, st):
+    print(f"{what} ({endpoint}): {estimate}")
 
 # %%
 stats = generate.run_generation(cfg, st)
@@ -45,3 +53,12 @@ generate.generated_frame(st.layout.generated).head(10)
 # %%
 if cfg.recipe == "self_instruct":
     display(st.save_figure(generate.plot_kept_vs_generated(generate.request_series(st.layout.generated)), "02_kept_vs_generated"))
+
+# %% [markdown]
+# ## Human instructions: the judge's scores of the sampled responses
+
+# %%
+if cfg.recipe == "human_instructions":
+    report = generate.human_instructions_report(st.layout)
+    display(st.save_figure(report.figure(), "02_scores"))
+    display(report.score_table())

@@ -26,7 +26,7 @@ st = Stage.open("03_filtering", config_path, run_dir, overrides)
 records = flt.load_records(st.layout.generated)
 seeds = flt.load_seed_records(st.layout.japanese_seeds)
 result = flt.filter_records(records, seeds, st.cfg.filter, source=str(st.layout.generated), progress=True)
-paths = flt.write_outputs(result, st.dir(st.layout.data))
+paths = flt.write_outputs(result, st.dir(st.layout.data), generation_card=st.layout.generation_card)
 print(f"{result.n_input} generated -> {result.n_kept} kept, {len(result.rejected)} rejected")
 
 # %% [markdown]

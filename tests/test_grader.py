@@ -60,3 +60,32 @@ def test_grade_many_sends_every_item_through_the_client_once(tmp_path: Path) -> 
         again = grader.grade_many(items)  # answered from the cache: nothing is paid twice
     assert [g.score for g in first] == [8, 3, 8] == [g.score for g in again]
     assert len(judge.bodies) == 3 and client.ledger.record.cached == 3
+
+
+def test_the_0_to_10_prompt_accepts_0_and_constrains_structured_verdicts_to_its_scale(tmp_path: Path) -> None:
+    from jinstruct.judge.prompts import load_prompts
+    from jinstruct.judge.verdicts import Rating, parse_verdict
+    from jinstruct.paths import prompt_path
+
+    prompts = load_prompts(prompt_path("judge_single_0to10_ja.jsonl"))
+    single = prompts["single-0to10-ja"]
+    assert single.scale == (0, 10) and load_prompts()["single-v1"].scale == (1, 10)
+    assert parse_verdict("回答になっていません。評価: [[0]]", single.output_format, scale=single.scale) == Rating(0)
+    assert parse_verdict("評価: [[0]]", "[[rating]]").error == "rating 0 is outside 1-10"  # FastChat's 1-10
+    judge = Judge()
+    with scripted_client(tmp_path, judge) as client:
+        text = Grader(client, prompts=prompts).grade("お知らせを書いて", "GOOD のお知らせ")
+        choice = Grader(client, GraderSettings(mode="choice"), prompts).grade("お知らせを書いて", "POOR のお知らせ")
+        as_json = Grader(client, GraderSettings(mode="json"), prompts).grade("お知らせを書いて", "POOR です")
+    assert (text.score, choice.score, as_json.score) == (8, 3, 3) and text.prompt_name == "single-0to10-ja"
+    assert judge.bodies[1]["structured_outputs"]["choice"] == [f"[[{i}]]" for i in range(11)]
+    rating = judge.bodies[2]["response_format"]["json_schema"]["schema"]["properties"]["rating"]
+    assert (rating["minimum"], rating["maximum"]) == (0, 10)
+
+
+def test_a_rating_range_must_go_up() -> None:
+    from jinstruct.formats.fastchat import JudgePrompt
+
+    with pytest.raises(ValueError, match="lowest rating must be below the highest"):
+        JudgePrompt(name="x", type="single", prompt_template="{question}{answer}", output_format="[[rating]]",
+                    rating_range=(10, 0))

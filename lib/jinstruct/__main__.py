@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "agreement": ("jinstruct.agreement.cli", "register_cli", "judge-human agreement: FastChat's, kappa, alpha, intervals"),
     "serve": ("jinstruct.llm.serve_cli", "register_cli", "serve a local chat model over an OpenAI-compatible API"),
     "cache": ("jinstruct.llm.cli", "register_cli", "the LLM response cache: stats, export"),
+    "vllm": ("jinstruct.llm.vllm_server", "register_cli", "install vLLM in its own virtualenv; serve a model with it"),
 }
 
 

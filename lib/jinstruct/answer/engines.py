@@ -10,6 +10,10 @@ Two ways to produce them, one file format (`answers/<model_id>.jsonl`, see `jins
   top-k) otherwise; each sampled batch gets a seed derived from `seed` and the (question, turn, choice) it holds.
 - `answer_with_client`: any OpenAI-compatible endpoint through the project's LLM client (a baseline model
   behind an API, or vLLM serving a tuned model); the client's cache makes a repeated run free.
+- `answer_with_vllm`: a local model (base, or base + QLoRA adapter) served for the duration by vLLM
+  (`jinstruct.llm.vllm_server`) and answered through the client: the adapter is applied to the unquantised base
+  (vLLM's LoRA), in the chat template the tokenizer carries. The adapter is served under its name plus a hash of
+  its weights, so a retrained adapter never gets the cached answers of the one before.
 
 Both follow FastChat's `gen_model_answer.py`: the temperature comes from the question's category
 (`jinstruct.answer.records.temperature_for`), a multi-turn question is answered turn by turn with the model's own
@@ -38,6 +42,7 @@ from jinstruct.io import DataError, iter_jsonl, validation_error
 
 if TYPE_CHECKING:
     from jinstruct.llm import LLMClient
+    from jinstruct.llm.vllm_server import VLLMSettings
 
 
 
@@ -364,3 +369,48 @@ def answer_with_client(questions: Sequence[Question], client: LLMClient, model_i
     what is there. `model` overrides the endpoint's default model name; `model_id` names the answers."""
     generate = ClientGenerator(client, max_tokens, seed, top_p, model, desc=model_id)
     return answer_questions(questions, generate, model_id, out_path, num_choices, temperatures, system, group_size)
+
+
+# ---- vLLM serving a local model ----------------------------------------------------------------------------------
+
+
+def adapter_fingerprint(adapter_dir: str | Path) -> str:
+    """The first 12 hex digits of the sha256 of an adapter's weights and config."""
+    h = hashlib.sha256()
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        path = Path(adapter_dir) / name
+        if path.exists():
+            h.update(name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def answer_with_vllm(questions: Sequence[Question], base_model: str, model_id: str, out_path: str | Path, *,
+                     adapter_dir: str | Path | None, lora_r: int = 8, settings: VLLMSettings,
+                     cache_path: str | Path, run_dir: str | Path | None = None, stage: str = "05_answering",
+                     template: Template = "chat", max_tokens: int = 1024, seed: int | None = 0,
+                     num_choices: int = 1, temperatures: Mapping[str, float] = TEMPERATURES,
+                     system: str | None = None, log_path: str | Path | None = None) -> AnswerReport:
+    """Serve `base_model` (with `adapter_dir` as a LoRA module) with vLLM, answer the questions through it into
+    `out_path` (FastChat format, resuming what is there), and stop the server."""
+    from jinstruct.llm import open_client
+    from jinstruct.llm.vllm_server import VLLMServer, lora_rank
+
+    if template != "chat":
+        raise ValueError(f"model {model_id!r}: engine vllm answers in the tokenizer's chat template; a model trained "
+                         f"with template {template!r} needs engine transformers")
+    pending = missing_answers(questions, read_answer_file(out_path, model_id).values())
+    if not pending:  # nothing to answer: no server to start
+        return answer_questions(questions, lambda prompts: [], model_id, out_path, num_choices, temperatures, system)
+    base_name = Path(base_model).name or base_model
+    served = f"{model_id}@{adapter_fingerprint(adapter_dir)}" if adapter_dir is not None else base_name
+    loras = {served: str(adapter_dir)} if adapter_dir is not None else None
+    server = VLLMServer(base_model, base_name, loras=loras, max_lora_rank=lora_rank(lora_r), dtype=settings.dtype,
+                        max_model_len=settings.max_model_len, kv_cache_gib=settings.kv_cache_gib,
+                        version=settings.version, extra_args=settings.extra_args, log_path=log_path,
+                        start_timeout_s=settings.start_timeout_s)
+    with server:
+        endpoint = server.endpoint(served, concurrency=settings.concurrency)
+        with open_client(endpoint, run_dir, stage, cache_path, progress=False) as client:
+            return answer_with_client(questions, client, model_id, out_path, max_tokens=max_tokens, seed=seed,
+                                      num_choices=num_choices, temperatures=temperatures, system=system)

@@ -11,11 +11,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jinstruct.answer.engines import AnswerReport, answer_with_client, answer_with_transformers, load_answer_model
+from jinstruct.answer.engines import (
+    AnswerReport,
+    answer_with_client,
+    answer_with_transformers,
+    answer_with_vllm,
+    load_answer_model,
+)
 from jinstruct.formats.benchmarks import published_answers
 from jinstruct.formats.fastchat import Question, load_answers
 from jinstruct.io import atomic_write_bytes
 from jinstruct.llm.tinymodel import resolve_model
+from jinstruct.paths import resolve_path
 
 
 def copy_answers(source: Path, questions: list[Question], model_id: str, out: Path) -> AnswerReport:
@@ -55,12 +62,27 @@ def answer_model(spec: Any, questions: list[Question], stage: Any) -> AnswerRepo
         if not adapter.exists():
             raise FileNotFoundError(f"{adapter}: run stage 04 (training) first")
         template = spec.template or params.template
+        if spec.engine == "vllm":
+            return _with_vllm(spec, questions, stage, base, adapter, params.lora_r, template)
         four_bit = params.load_in_4bit if spec.load_in_4bit is None else spec.load_in_4bit
         model, tokenizer = load_answer_model(base, adapter, load_in_4bit=four_bit)
     else:
         template = spec.template or "chat"
+        if spec.engine == "vllm":
+            return _with_vllm(spec, questions, stage, resolve_model(spec.base_model), None, 8, template)
         model, tokenizer = load_answer_model(resolve_model(spec.base_model), None,
                                              load_in_4bit=bool(spec.load_in_4bit))
     return answer_with_transformers(questions, model, tokenizer, spec.model_id, out, template=template,
                                     max_new_tokens=section.max_new_tokens, batch_size=section.batch_size,
                                     seed=section.seed)
+
+
+def _with_vllm(spec: Any, questions: list[Question], stage: Any, base: str, adapter: Any, lora_r: int,
+               template: Any) -> AnswerReport:
+    """`engine: vllm`: serve the base model (and the adapter) with vLLM for this model's answers."""
+    section = stage.cfg.answer
+    return answer_with_vllm(questions, base, spec.model_id, stage.path(stage.layout.answer_file(spec.model_id)),
+                            adapter_dir=adapter, lora_r=lora_r, settings=section.vllm,
+                            cache_path=resolve_path(stage.cfg.llm.cache), run_dir=stage.run_dir, stage=stage.name,
+                            template=template, max_tokens=section.max_new_tokens, seed=section.seed,
+                            log_path=stage.path(stage.layout.vllm_log(spec.model_id)))

@@ -162,16 +162,20 @@ def training_record(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def write_outputs(
-    result: FilterResult, out_dir: str | os.PathLike[str], title: str = "Japanese instructions"
+    result: FilterResult, out_dir: str | os.PathLike[str], title: str = "Japanese instructions",
+    generation_card: str | os.PathLike[str] | None = None,
 ) -> dict[str, Path]:
-    """Write filtered.jsonl, rejected.jsonl, train.jsonl and dataset_card.md into `out_dir` (each atomically)."""
+    """Write filtered.jsonl, rejected.jsonl, train.jsonl and dataset_card.md into `out_dir` (each atomically).
+    `generation_card`: what stage 02's recipe wrote for the card (`RunLayout.generation_card`), included when it
+    exists."""
     out = Path(out_dir)
     paths = {
         "filtered": write_jsonl(out / "filtered.jsonl", result.kept),
         "rejected": write_jsonl(out / "rejected.jsonl", result.rejected),
         "train": write_jsonl(out / "train.jsonl", [training_record(r) for r in result.kept]),
     }
-    paths["card"] = atomic_write_text(out / "dataset_card.md", dataset_card(result, title))
+    generation = Path(generation_card).read_text(encoding="utf-8") if generation_card and Path(generation_card).exists() else ""
+    paths["card"] = atomic_write_text(out / "dataset_card.md", dataset_card(result, title, generation))
     return paths
 
 
@@ -182,8 +186,9 @@ def _size_category(n: int) -> str:
     return "n>1M"
 
 
-def dataset_card(result: FilterResult, title: str = "Japanese instructions") -> str:
-    """A Hugging Face dataset card (markdown with YAML front matter): counts, reasons, lengths, format, settings."""
+def dataset_card(result: FilterResult, title: str = "Japanese instructions", generation: str = "") -> str:
+    """A Hugging Face dataset card (markdown with YAML front matter): counts, reasons, lengths, format, settings,
+    and what the generation recipe reported (`generation`, markdown), when it reported anything."""
     recipes = Counter(str(r.get("recipe")) for r in result.kept)
     models = Counter(str(r.get("model")) for r in result.kept)
     lines = [
@@ -219,6 +224,7 @@ def dataset_card(result: FilterResult, title: str = "Japanese instructions") -> 
         "Models: " + ", ".join(f"{k} ({v:,})" for k, v in models.most_common()) + ".",
         "",
         *_sources_section(result.kept),
+        *([generation.rstrip(), ""] if generation.strip() else []),
         "## Rejections by reason",
         "",
         "Checked in this order; a record counts under the first reason that rejects it.",

@@ -90,6 +90,20 @@ class JudgePrompt(_Record):
     description: str = ""
     category: str = "general"
     output_format: str  # "[[A]]", "[[rating]]" or "[[rating_a,rating_b]]"
+    # the lowest and highest rating of a "[[rating]]" prompt; FastChat's prompts have none and mean 1-10
+    # (the project's 0-10 prompt, after arXiv 2503.23714, writes [0, 10]); FastChat's loader ignores the field
+    rating_range: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> JudgePrompt:
+        if self.rating_range is not None and not self.rating_range[0] < self.rating_range[1]:
+            raise ValueError(f"rating_range {list(self.rating_range)}: the lowest rating must be below the highest")
+        return self
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """(lowest, highest) rating this prompt asks for: `rating_range`, else FastChat's 1-10."""
+        return self.rating_range if self.rating_range is not None else (1, 10)
 
 
 JudgeField = tuple[str, str] | tuple[str, str, str]

@@ -10,6 +10,7 @@ Batch API state) and the tools ask a `RunLayout` for them.
       seeds/      machine_translated.jsonl  translation_report.csv  postedit_sheet.csv  post_edited.jsonl
                   ja_seed_tasks.jsonl  effort.json
       data/       generated.jsonl  filtered.jsonl  rejected.jsonl  train.jsonl  dataset_card.md
+                  generation_card.md  human_instructions/  (recipe human_instructions: one file per sub-stage)
       models/<name>/adapter/  models/<name>/train_log.jsonl
       answers/<model_id>.jsonl
       judgments/<judge>_pair.jsonl  <judge>_single.jsonl  tables
@@ -129,6 +130,43 @@ class RunLayout:
     def dataset_card(self) -> Path:
         return self.data / "dataset_card.md"
 
+    # 02, recipe human_instructions: one file per sub-stage, each resumable and runnable on its own
+    @property
+    def human_instructions(self) -> Path:
+        return self.data / "human_instructions"
+
+    @property
+    def hi_sources(self) -> Path:
+        """The first user turn of every source conversation."""
+        return self.human_instructions / "sources.jsonl"
+
+    @property
+    def hi_filtered(self) -> Path:
+        """Every source row with its flags (empty, duplicate, template, placeholders, language, length)."""
+        return self.human_instructions / "filtered.jsonl"
+
+    @property
+    def hi_translated(self) -> Path:
+        return self.human_instructions / "translated.jsonl"
+
+    @property
+    def hi_responses(self) -> Path:
+        return self.human_instructions / "responses.jsonl"
+
+    @property
+    def hi_scored(self) -> Path:
+        return self.human_instructions / "scored.jsonl"
+
+    @property
+    def hi_dropped(self) -> Path:
+        """Every source row that did not become a record, with the sub-stage and the reason."""
+        return self.human_instructions / "dropped.jsonl"
+
+    @property
+    def generation_card(self) -> Path:
+        """What stage 02 tells the dataset card (a recipe's counts and figures); stage 03 includes it."""
+        return self.data / "generation_card.md"
+
     # 04 models
     def model_dir(self, name: str) -> Path:
         return self.root / "models" / name
@@ -143,6 +181,10 @@ class RunLayout:
 
     def answer_file(self, model_id: str) -> Path:
         return answer_path(self.answers, model_id)
+
+    def vllm_log(self, model_id: str) -> Path:
+        """The log of the vLLM server that answered for `model_id` (engine: vllm)."""
+        return self.answers / f"{model_id}.vllm.log"
 
     @property
     def judgments(self) -> Path:

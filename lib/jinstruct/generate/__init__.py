@@ -1,6 +1,6 @@
 """Stage 02, generation: the recipes that make instruction records (self-instruct, machine-translated Alpaca, existing
-datasets through task templates, ...),
-chosen from a registry by the config's `generate.recipe`."""
+datasets through task templates, human-written instructions with judged responses), chosen from a registry by the
+config's `generate.recipe`."""
 
 from jinstruct.lazy import exports
 
@@ -11,6 +11,8 @@ __getattr__, __dir__ = exports(__name__, {
     "GenerateSection": "recipes",
     "describe": "recipes",
     "estimate_generation": "recipes",
+    "estimate_parts": "recipes",
+    "human_instructions_report": "human_instructions",
     "generated_frame": "self_instruct",
     "load_generated": "self_instruct",
     "plot_kept_vs_generated": "self_instruct",

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from jinstruct.formats.layout import RunLayout
 from jinstruct.generate.from_datasets import FromDatasets
+from jinstruct.generate.human_instructions import HumanInstructions
 from jinstruct.generate.self_instruct import SelfInstruct
 from jinstruct.generate.translate import TranslateAlpaca
 from jinstruct.llm import Estimate, LLMClient
@@ -39,7 +40,8 @@ class Recipe(Protocol):
     def describe(cfg: Any) -> str: ...
 
     @staticmethod
-    def estimate(cfg: Any, endpoint: str, stage: StageContext) -> Estimate: ...
+    def estimate(cfg: Any, endpoint: str, stage: StageContext) -> Estimate | list[Any]: ...
+    # a recipe with several LLM steps returns one (what, endpoint, estimate) tuple per step
 
     @staticmethod
     def run(cfg: Any, endpoint: str, stage: StageContext) -> Any: ...
@@ -49,6 +51,7 @@ RECIPES: dict[str, type[Recipe]] = {r.name: r for r in (
     SelfInstruct,
     TranslateAlpaca,
     FromDatasets,
+    HumanInstructions,
 )}
 
 
@@ -76,10 +79,18 @@ def describe(section: Any) -> str:
     return recipe.describe(cfg)
 
 
-def estimate_generation(section: Any, stage: StageContext) -> Estimate:
+def estimate_generation(section: Any, stage: StageContext) -> Estimate | list[Any]:
     """What the chosen recipe would send and cost, calling nothing (cached answers are free)."""
     recipe, cfg = chosen(section)
     return recipe.estimate(cfg, section.endpoint, stage)
+
+
+def estimate_parts(section: Any, stage: StageContext) -> list[tuple[str, str, Estimate]]:
+    """`estimate_generation` as (what, endpoint, estimate) per LLM step of the recipe."""
+    est = estimate_generation(section, stage)
+    if isinstance(est, Estimate):
+        return [(describe(section), section.endpoint, est)]
+    return [(what, endpoint, e) for what, endpoint, e in est]
 
 
 def run_generation(section: Any, stage: StageContext) -> Any:

@@ -2,6 +2,7 @@
 
     grader = Grader(client)                                   # the project's Japanese judge prompts, text verdicts
     grader.grade("日本の首都は?", "東京です。").score           # 1-10 (None when no verdict could be read)
+    Grader(client, prompts=load_prompts(prompt_path("judge_single_0to10_ja.jsonl")))  # 0-10 grades
     grader.compare("日本の首都は?", "東京です。", "大阪です。").winner   # "A", "B", "tie" or "error"
 
 `grade` uses the prompts' single-grading template (`[[rating]]`), `compare` the pairwise one in both orders (the
@@ -38,29 +39,38 @@ from jinstruct.llm import ChatRequest, ChatResult, LLMClient
 
 VerdictMode = Literal["text", "json", "choice"]
 PAIR_CHOICES = ("[[A]]", "[[B]]", "[[C]]")
-RATING_CHOICES = tuple(f"[[{i}]]" for i in range(1, 11))
+RATING_CHOICES = tuple(f"[[{i}]]" for i in range(1, 11))  # FastChat's 1-10 (`rating_choices` for other scales)
 STRUCTURED_FORMATS: dict[Kind, str] = {"pairwise": "[[A]]", "single": "[[rating]]"}
 
 
-def verdict_schema(kind: Kind, max_reasoning_chars: int | None = None) -> dict[str, Any]:
+def verdict_schema(kind: Kind, max_reasoning_chars: int | None = None,
+                   scale: tuple[float, float] = (1, 10)) -> dict[str, Any]:
     """The JSON schema of a structured verdict (`verdicts.PAIR_VERDICT_SCHEMA` / `RATING_SCHEMA`), with the
-    explanation limited to `max_reasoning_chars` characters when given."""
+    explanation limited to `max_reasoning_chars` characters when given, and ratings on `scale` (lowest, highest)."""
     schema = copy.deepcopy(PAIR_VERDICT_SCHEMA if kind == "pairwise" else RATING_SCHEMA)
     if max_reasoning_chars is not None:
         if max_reasoning_chars < 1:
             raise ValueError(f"max_reasoning_chars must be positive, got {max_reasoning_chars}")
         schema["properties"]["reasoning"]["maxLength"] = max_reasoning_chars
+    if kind == "single":
+        schema["properties"]["rating"].update(minimum=int(scale[0]), maximum=int(scale[1]))
     return schema
 
 
-def verdict_constraint(kind: Kind, mode: VerdictMode, max_reasoning_chars: int | None = None) -> dict[str, Any]:
+def rating_choices(scale: tuple[float, float] = (1, 10)) -> tuple[str, ...]:
+    """The verdicts a choice-constrained grader may give: `[[low]]` ... `[[high]]`."""
+    return tuple(f"[[{i}]]" for i in range(int(scale[0]), int(scale[1]) + 1))
+
+
+def verdict_constraint(kind: Kind, mode: VerdictMode, max_reasoning_chars: int | None = None,
+                       scale: tuple[float, float] = (1, 10)) -> dict[str, Any]:
     """The `ChatRequest` fields that constrain the judge's reply: nothing (text), `json_schema` or `choices`."""
     if mode == "text":
         return {}
     if mode == "json":
-        return {"json_schema": verdict_schema(kind, max_reasoning_chars)}
+        return {"json_schema": verdict_schema(kind, max_reasoning_chars, scale)}
     if mode == "choice":
-        return {"choices": list(PAIR_CHOICES if kind == "pairwise" else RATING_CHOICES)}
+        return {"choices": list(PAIR_CHOICES if kind == "pairwise" else rating_choices(scale))}
     raise ValueError(f"mode must be 'text', 'json' or 'choice', got {mode!r}")
 
 
@@ -99,7 +109,8 @@ class Asked:
 
 @dataclass(frozen=True)
 class Grade:
-    """A 1-10 grade of one response; `score` is None when no attempt gave a readable rating."""
+    """A grade of one response on the prompt's scale (1-10, or e.g. 0-10: `JudgePrompt.scale`); `score` is None
+    when no attempt gave a readable rating."""
 
     score: float | None
     judgment: str
@@ -126,7 +137,8 @@ def judge_request(judge_input: JudgeInput, kind: Kind, settings: GraderSettings,
     s = settings
     sampled = s.temperature if attempt == 0 else max(s.temperature, s.retry_temperature)
     return ChatRequest(messages=judge_input.messages, temperature=sampled, max_tokens=s.max_tokens, seed=s.seed,
-                       sample_index=attempt, tag=tag, **verdict_constraint(kind, s.mode, s.max_reasoning_chars))
+                       sample_index=attempt, tag=tag,
+                       **verdict_constraint(kind, s.mode, s.max_reasoning_chars, judge_input.prompt.scale))
 
 
 def check_prompts(inputs: Sequence[JudgeInput], kind: Kind, mode: VerdictMode) -> None:
@@ -170,7 +182,8 @@ class Grader:
                 a = asked[i]
                 a.attempts += 1
                 a.reply, failure = _reply_of(result)
-                a.verdict = parse_verdict(a.reply, a.input.prompt.output_format, self.settings.rule)
+                a.verdict = parse_verdict(a.reply, a.input.prompt.output_format, self.settings.rule,
+                                          a.input.prompt.scale)
                 a.ok = a.verdict.ok  # the record is made from the reply, so the reply alone decides
                 a.reason = "" if a.ok else "; ".join(x for x in (a.verdict.error, failure) if x)
                 if not a.ok and attempt + 1 < self.settings.max_attempts:
@@ -186,12 +199,21 @@ class Grader:
 
     # ---- any prompt and response ------------------------------------------------------------------------------
 
+    def prompt(self, kind: Kind, reference: bool = False) -> JudgePrompt:
+        """The prompt `grade` (single) or `compare` (pairwise) uses, with or without a reference answer."""
+        return choose_prompt(self.prompts, kind, reference, False)
+
     def _prompt(self, kind: Kind, reference: str | None) -> JudgePrompt:
-        return choose_prompt(self.prompts, kind, reference is not None, False)
+        return self.prompt(kind, reference is not None)
+
+    def grade_requests(self, items: Sequence[tuple[str, str]]) -> list[ChatRequest]:
+        """The first attempt's request of grading each (prompt, response), as `grade_many` sends it (for estimates)."""
+        return self.requests([single_input(self.prompt("single"), [p], [r]) for p, r in items], "single")
 
     def grade_many(self, items: Sequence[tuple[str, str]], references: Sequence[str | None] | None = None,
                    desc: str = "grade") -> list[Grade]:
-        """A 1-10 grade of each (prompt, response)."""
+        """A grade of each (prompt, response), on the single prompt's scale (FastChat's 1-10 unless the prompt's
+        `rating_range` says otherwise, e.g. `prompts/judge_single_0to10_ja.jsonl`)."""
         refs = list(references) if references is not None else [None] * len(items)
         inputs = [single_input(self._prompt("single", ref), [prompt], [response], [ref] if ref is not None else None)
                   for (prompt, response), ref in zip(items, refs, strict=True)]

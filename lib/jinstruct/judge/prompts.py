@@ -318,7 +318,7 @@ def pairwise_record(task: PairTask, judge_model: str, g1_reply: str, g2_reply: s
                     rule: Rule = "last") -> PairwiseJudgment:
     """The FastChat pairwise judgment of a game from the judge's two replies (either may be a structured
     JSON verdict); an unparseable reply makes that order's winner "error"."""
-    v1, v2 = (parse_verdict(r, task.g1.prompt.output_format, rule) for r in (g1_reply, g2_reply))
+    v1, v2 = (parse_verdict(r, task.g1.prompt.output_format, rule, task.g1.prompt.scale) for r in (g1_reply, g2_reply))
     if not isinstance(v1, PairVerdict) or not isinstance(v2, PairVerdict):
         raise ValueError(f"judge prompt {task.g1.prompt.name!r} is not a pairwise verdict format")
     return PairwiseJudgment(
@@ -332,7 +332,7 @@ def pairwise_record(task: PairTask, judge_model: str, g1_reply: str, g2_reply: s
 def single_record(task: SingleTask, judge_model: str, reply: str, tstamp: float | None = None,
                   rule: Rule = "last") -> SingleJudgment:
     """The FastChat single judgment of a graded answer; score -1 when the reply has no usable rating."""
-    verdict = parse_verdict(reply, task.input.prompt.output_format, rule)
+    verdict = parse_verdict(reply, task.input.prompt.output_format, rule, task.input.prompt.scale)
     if not isinstance(verdict, Rating):
         raise ValueError(f"judge prompt {task.input.prompt.name!r} is not a rating format")
     return SingleJudgment(

@@ -16,7 +16,8 @@ What the parser decides, and why (rule="last", the default):
   when the reply holds another rating.
 - Fallbacks, only when no double-bracket verdict is left: a single-bracket `[B]` that ends the reply, and for
   ratings a number after a rating word (`Rating: 7`, `評価：[8]`, `スコア: 6/10`).
-- A rating outside the scale (1-10 by default) is an error, not a clipped score.
+- A rating outside the scale (1-10 by default; a prompt's `rating_range`, e.g. 0-10, otherwise) is an error, not a
+  clipped score.
 - Anything else is an error: `winner`/`score` is None and `error` says why. An error is never a win or a loss.
 
 Structured outputs: `PAIR_VERDICT_SCHEMA` / `RATING_SCHEMA` are JSON schemas for
@@ -184,13 +185,15 @@ def parse_rating(text: str, low: float = 1, high: float = 10, rule: Rule = "last
     return Rating(score, conflicting=len(set(values)) > 1)
 
 
-def parse_verdict(text: str, output_format: str, rule: Rule = "last") -> PairVerdict | Rating:
-    """Dispatch on a judge prompt's `output_format`: "[[A]]", "[[rating]]" or "[[rating_a,rating_b]]"."""
+def parse_verdict(text: str, output_format: str, rule: Rule = "last",
+                  scale: tuple[float, float] = (1, 10)) -> PairVerdict | Rating:
+    """Dispatch on a judge prompt's `output_format`: "[[A]]", "[[rating]]" (on the prompt's `scale`, see
+    `JudgePrompt.scale`) or "[[rating_a,rating_b]]"."""
     fmt = output_format.replace(" ", "")
     if fmt == "[[A]]":
         return parse_pair_verdict(text, rule)
     if fmt == "[[rating]]":
-        return parse_rating(text, rule=rule)
+        return parse_rating(text, scale[0], scale[1], rule=rule)
     if fmt == "[[rating_a,rating_b]]":
         return parse_pair_scores(text)
     raise ValueError(f"unknown output_format {output_format!r}; expected [[A]], [[rating]] or [[rating_a,rating_b]]")

@@ -34,6 +34,7 @@ from jinstruct.llm.transport import (
     CallFailed,
     InProcessApp,
     OpenAIPoster,
+    SpreadPoster,
     aiohttp_available,
     asgi_http_client,
     openai_clients,
@@ -41,7 +42,7 @@ from jinstruct.llm.transport import (
 
 T = TypeVar("T")
 Prepared = tuple[str, str, dict[str, Any]]  # (cache key, canonical request JSON, wire payload)
-Poster = AiohttpPoster | OpenAIPoster
+Poster = AiohttpPoster | OpenAIPoster | SpreadPoster
 
 RETRYABLE_STATUS = {408, 409, 429}
 _END = object()
@@ -196,9 +197,12 @@ class LLMClient:
             prompt, completion, worst = prompt + p, completion + expected, worst + limit
             cost += cost_usd(req_price, p, expected, discount)
             max_cost += cost_usd(req_price, p, limit, discount)
+        s = self.settings
+        gpu_hours = completion / s.tokens_per_s / 3600 * s.gpus_per_replica if s.tokens_per_s else None
         return Estimate(model=self.model, requests=total, cached=cached, to_send=total - cached, prompt_tokens=prompt,
                         completion_tokens=completion, max_completion_tokens=worst if bounded else None,
-                        cost_usd=cost, max_cost_usd=max_cost if bounded else None, priced=price is not None)
+                        cost_usd=cost, max_cost_usd=max_cost if bounded else None, priced=price is not None,
+                        gpu_hours=gpu_hours)
 
     def key_of(self, request: ChatRequest, attempt: int = 0) -> Prepared:
         """(cache key, canonical request JSON, wire payload) of `request` (of its `attempt`-th structured try)."""
@@ -264,10 +268,14 @@ class LLMClient:
                     if not aiohttp_available():
                         raise RuntimeError("http_backend: aiohttp needs the aiohttp package (pip install 'openai[aiohttp]')")
                     self._oais = openai_clients(s.base_url, self._api_key, 1, s.timeout_s)
-                    self._poster = AiohttpPoster(s.base_url, self._api_key, s.concurrency, s.timeout_s)
+                    posters = [AiohttpPoster(url, self._api_key, s.concurrency, s.timeout_s) for url in s.base_urls]
+                    self._poster = posters[0] if len(posters) == 1 else SpreadPoster(posters)
                 else:
                     self._oais = openai_clients(s.base_url, self._api_key, s.concurrency, s.timeout_s)
-                    self._poster = OpenAIPoster(self._oais)
+                    posters = [OpenAIPoster(self._oais)] + [
+                        OpenAIPoster(openai_clients(url, self._api_key, s.concurrency, s.timeout_s))
+                        for url in s.replicas]
+                    self._poster = posters[0] if len(posters) == 1 else SpreadPoster(posters)
         return self._poster
 
     async def _aclose(self) -> None:

@@ -33,15 +33,20 @@ class BudgetExceeded(RuntimeError):
         self.results = list(results)
 
 
+def estimate_text_tokens(text: str) -> int:
+    """Tokens of a text without a tokenizer: 1 per non-ASCII character (Japanese runs close to one token per
+    character) and 1 per 4 ASCII characters."""
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return (len(text) - ascii_chars) + math.ceil(ascii_chars / 4)
+
+
 def estimate_prompt_tokens(messages: Sequence[dict[str, Any]]) -> int:
-    """Tokens of a prompt without a tokenizer: 1 per non-ASCII character (Japanese runs close to
-    one token per character), 1 per 4 ASCII characters, and 4 per message for the chat format."""
+    """Tokens of a prompt without a tokenizer (`estimate_text_tokens` of each message), and 4 per message for the
+    chat format."""
     total = 3
     for m in messages:
         content = m.get("content")
-        text = content if isinstance(content, str) else str(content)
-        ascii_chars = len(text.encode("ascii", "ignore"))
-        total += 4 + (len(text) - ascii_chars) + math.ceil(ascii_chars / 4)
+        total += 4 + estimate_text_tokens(content if isinstance(content, str) else str(content))
     return total
 
 
@@ -193,6 +198,7 @@ class Estimate(BaseModel):
     cost_usd: float
     max_cost_usd: float | None
     priced: bool
+    gpu_hours: float | None = None  # self-hosted endpoints with a throughput: GPU-hours to generate the completions
 
     def __str__(self) -> str:
         price = "" if self.priced else " (no price for this model: cost shown as 0)"
@@ -200,8 +206,9 @@ class Estimate(BaseModel):
             worst = "no upper bound: some requests have no max_tokens"
         else:
             worst = f"at most {self.max_completion_tokens:,} completion tokens, ${self.max_cost_usd:.4f}"
+        gpu = f"; ~{self.gpu_hours:,.1f} GPU-hours" if self.gpu_hours is not None else ""
         return (
             f"{self.model}: {self.requests} requests, {self.cached} cached, {self.to_send} to send; "
             f"~{self.prompt_tokens:,} prompt + ~{self.completion_tokens:,} completion tokens, "
-            f"~${self.cost_usd:.4f} ({worst}){price}"
+            f"~${self.cost_usd:.4f} ({worst}){price}{gpu}"
         )

@@ -40,6 +40,8 @@ class EndpointSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     base_url: str = EMBEDDED  # "embedded" (in-process offline backend) or an OpenAI-compatible http(s) URL
+    replicas: list[str] = Field(default_factory=list)  # more base URLs serving the same model (vLLM replicas):
+    # requests are spread over base_url and these, each to the one with the fewest requests in flight
     model: str = ""  # the name sent (and part of every cache key); embedded: defaults to the model folder's name
     api_key_env: str | None = "OPENAI_API_KEY"  # NAME of the env var (or .env entry) with the key; null: no key
     embedded_model: Path | None = None  # the local Hugging Face model folder the embedded backend serves
@@ -62,6 +64,11 @@ class EndpointSettings(BaseModel):
 
     http_backend: Literal["auto", "openai", "aiohttp"] = "auto"  # auto: aiohttp when installed, else openai's client
 
+    # self-hosted (vLLM): what `estimate` turns into GPU-hours; generated tokens per second of one replica, at the
+    # concurrency used, and the GPUs one replica takes (tensor x pipeline parallel)
+    tokens_per_s: float | None = Field(default=None, gt=0)
+    gpus_per_replica: int = Field(default=1, ge=1)
+
     use_batch_api: bool = False  # send through the OpenAI Batch API (needs a run folder)
     batch_discount: float = Field(default=0.5, gt=0, le=1)  # the fraction of the price a batch pays
     batch_poll_s: float = Field(default=30.0, gt=0)
@@ -81,13 +88,29 @@ class EndpointSettings(BaseModel):
             raise ValueError(f"must be '{EMBEDDED}' or an http(s) URL")
         return v
 
+    @field_validator("replicas")
+    @classmethod
+    def _replica_urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if urlparse(url).scheme not in ("http", "https"):
+                raise ValueError("every replica must be an http(s) URL")
+        return v
+
     @model_validator(mode="after")
     def _embedded_needs_model(self) -> EndpointSettings:
         if self.base_url == EMBEDDED and self.embedded_model is None:
             raise ValueError("the embedded backend needs embedded_model (a local Hugging Face model folder)")
         if self.base_url != EMBEDDED and not self.model:
             raise ValueError(f"model is required for {self.base_url}")
+        if self.replicas and (self.base_url == EMBEDDED or self.use_batch_api):
+            raise ValueError("replicas are for several servers of one model: not with the embedded backend or the "
+                             "Batch API")
         return self
+
+    @property
+    def base_urls(self) -> list[str]:
+        """Every URL requests go to: base_url, then the replicas."""
+        return [self.base_url, *self.replicas]
 
     @property
     def is_embedded(self) -> bool:

@@ -165,6 +165,29 @@ class AiohttpPoster:
             await self._session.close()
 
 
+class SpreadPoster:
+    """Several servers of one model (vLLM replicas): each request goes to the one with the fewest requests in
+    flight (the first such, in order), so a slow or busy replica gets fewer; `sent` counts requests per server."""
+
+    def __init__(self, posters: list[Any]):
+        self.posters = posters
+        self.in_flight = [0] * len(posters)
+        self.sent = [0] * len(posters)
+
+    async def post(self, payload: dict[str, Any]) -> bytes:
+        i = min(range(len(self.posters)), key=lambda k: (self.in_flight[k], self.sent[k]))
+        self.in_flight[i] += 1
+        self.sent[i] += 1
+        try:
+            return cast(bytes, await self.posters[i].post(payload))
+        finally:
+            self.in_flight[i] -= 1
+
+    async def close(self) -> None:
+        for poster in self.posters:
+            await poster.close()
+
+
 def _error_message(content: bytes) -> str:
     """The `error.message` of an OpenAI-style error body, else the body itself (cut short)."""
     try:

@@ -6,8 +6,9 @@ Seed translation and generation are estimated from the config (generation from t
 they exist, else the shipped ones); judging from the answers in the run folder and the published answer files the
 config names (a model stage 05 has not answered yet is priced with another model's answers, and the table says
 so). A benchmark or answer file that is not downloaded yet and cannot be (offline) is named with its URL, its
-sha256 and where to put it, and the other stages are still estimated. Answers already in the LLM cache cost
-nothing. No API key is needed and nothing is sent.
+sha256 and where to put it, and the other stages are still estimated. A recipe with several LLM steps gets one row
+per step; endpoints with a `tokens_per_s` (self-hosted vLLM) also show GPU-hours. Answers already in the LLM cache
+cost nothing. No API key is needed and nothing is sent.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 from jinstruct.download import ChecksumError, DownloadError
 from jinstruct.formats.benchmarks import published_answers
 from jinstruct.formats.fastchat import load_answer_dir, load_answers, load_benchmark
-from jinstruct.generate.recipes import describe, estimate_generation
+from jinstruct.generate.recipes import describe, estimate_parts
 from jinstruct.judge.stage import judge_prompts, judging_requests, plan_judging
 from jinstruct.llm import Estimate, LLMClient
 from jinstruct.paths import resolve_path, runs_dir
@@ -78,8 +79,8 @@ def estimate_run(st: Stage, stages: str | None = None) -> list[StageEstimate]:
     g = cfg.generate
     if 2 in wanted:
         try:
-            est = estimate_generation(g, _Counting(st, "02_generation"))
-            out.append(StageEstimate("02_generation", g.endpoint, describe(g), est))
+            for part, endpoint, est in estimate_parts(g, _Counting(st, "02_generation")):
+                out.append(StageEstimate("02_generation", endpoint, part, est))
         except (DownloadError, ChecksumError) as e:
             out.append(StageEstimate("02_generation", g.endpoint, f"{describe(g)}: a file is missing", None, str(e)))
 
@@ -146,7 +147,7 @@ def _judging(st: Stage) -> StageEstimate:
 
 def table(rows: list[StageEstimate]) -> str:
     """The estimates as a Markdown table (a stage that cannot be estimated yet says why)."""
-    numbers = ("requests", "cached", "to send", "prompt tok", "completion tok", "cost $", "at most $")
+    numbers = ("requests", "cached", "to send", "prompt tok", "completion tok", "cost $", "at most $", "GPU h")
     records = []
     for r in rows:
         e = r.estimate
@@ -156,8 +157,9 @@ def table(rows: list[StageEstimate]) -> str:
             row.update({name: f"{n:,}" for name, n in zip(numbers, counts)})
             row["cost $"] = f"{e.cost_usd:.2f}" + ("" if e.priced else " (no price)")
             row["at most $"] = f"{e.max_cost_usd:.2f}" if e.max_cost_usd is not None else "no bound"
+            row["GPU h"] = f"{e.gpu_hours:,.1f}" if e.gpu_hours is not None else "-"
         records.append(row)
-    return pd.DataFrame(records).to_markdown(index=False, disable_numparse=True, colalign=["left"] * 3 + ["right"] * 7)
+    return pd.DataFrame(records).to_markdown(index=False, disable_numparse=True, colalign=["left"] * 3 + ["right"] * 8)
 
 
 def notes(rows: list[StageEstimate]) -> str:

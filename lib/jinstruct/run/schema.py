@@ -13,6 +13,7 @@ from jinstruct.formats.benchmarks import BenchmarkRef
 from jinstruct.generate.recipes import GenerateSection
 from jinstruct.llm.settings import EndpointSettings
 from jinstruct.llm.tinymodel import resolve_model
+from jinstruct.llm.vllm_server import VLLMSettings
 from jinstruct.train.qlora import TrainParams
 from jinstruct.train.templates import Template
 
@@ -66,11 +67,16 @@ class AnswerModel(Strict):
     answers_sha256: str | None = None  # pins a URL's file (required) or checks a path's
     template: Template | None = None  # None: what the model was trained with, else chat
     load_in_4bit: bool | None = None  # None: as trained (local models)
+    engine: Literal["transformers", "vllm"] = "transformers"  # local models: generate, or serve base + adapter
+    # with vLLM (answer.vllm) for the stage and answer through it (the adapter on the unquantised base)
 
     def model_post_init(self, _: Any) -> None:
         given = [k for k in ("trained", "base_model", "endpoint", "answers") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(f"model {self.model_id!r}: give exactly one of trained, base_model, endpoint, answers")
+        if self.engine == "vllm" and self.endpoint:
+            raise ValueError(f"model {self.model_id!r}: engine vllm serves a local model (trained or base_model); "
+                             "an endpoint is answered through its own server")
         if "/" in self.model_id:
             raise ValueError(f"model_id {self.model_id!r}: no '/' (it names a file)")
 
@@ -86,6 +92,7 @@ class AnswerSection(Strict):
     max_new_tokens: int = 1024
     batch_size: int = 8
     seed: int = 0
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings)  # how models with engine: vllm are served
 
 
 class JudgeSection(Strict):

@@ -3,7 +3,7 @@
 Each task becomes one chat request: the prompt in `prompts/translate_seed_ja.txt` (plain text a user may edit)
 followed by the task as JSON, asking for a reply in a JSON schema of the same shape (instruction plus exactly as
 many instances). Before sending, every protected span (code blocks and inline code, URLs, e-mail addresses,
-placeholders such as `{name}` or `<URL>`, and numbers) is replaced by a numbered marker `⟦k⟧`; after the reply,
+placeholders such as `{name}`, `<URL>` or `NAME_1`, and numbers) is replaced by a numbered marker `⟦k⟧`; after the reply,
 the markers are put back and checked: each must come back exactly once, in its own field.
 
 The outcome of each task is one of
@@ -45,6 +45,7 @@ _PROTECTED = re.compile(
             r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+",  # e-mail address
             r"\{[^{}\n]{1,40}\}",  # {name}, {1,2,3}
             r"<[A-Za-z_][\w .:/-]{0,40}>",  # <URL>, <name>
+            r"\bNAME_\d+\b",  # LMSYS-Chat-1M's anonymised names (NAME_1, NAME_2, ...)
             r"(?<![A-Za-z\d])\d+(?:[.,:/]\d+)*",  # 42, 3.14, 1,000, 1/2, 05/12/2021, 10:30
             r"[⟦⟧]",  # the marker brackets themselves, so text that has them survives
         ]
