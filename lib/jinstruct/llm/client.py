@@ -578,7 +578,8 @@ class LLMClient:
             if bar is not None:
                 bar.close()
         if budget_error is not None:
-            self.ledger.cut_by_budget(index - answered)
+            # a list's every request is known: those never taken are cut by the stop too
+            self.ledger.cut_by_budget((len(requests) if isinstance(requests, Sized) else index) - answered)
             self.ledger.save()
             raise BudgetExceeded(self.ledger.stop_message(answered, index))
 
