@@ -274,42 +274,71 @@ def test_a_file_written_twice_over_is_refused_by_stage_03(tmp_path):
 QUESTIONS = [Question(question_id=i, category="writing", turns=[f"質問{i}を書いて"]) for i in range(1, 5)]
 
 
-def test_answers_are_redone_when_max_tokens_changes_and_the_old_ones_kept(tmp_path):
-    out, old = tmp_path / "answers" / "m.jsonl", tmp_path / "superseded" / "m.jsonl"
+def test_answers_are_redone_when_max_tokens_changes(tmp_path):
+    out = tmp_path / "answers" / "m.jsonl"
     client, state = fake_client(tmp_path)
     with client:
-        answer_with_client(QUESTIONS, client, "m", out, max_tokens=200, superseded=old)
-        before = {a.question_id: a.turns[0] for a in read_answer_file(out).values()}
-        report = answer_with_client(QUESTIONS, client, "m", out, max_tokens=8, superseded=old)
-    assert (report.already_answered, report.redone, report.answered) == (0, 4, 4)
-    after = read_answer_file(out)
-    assert all(len(a.turns[0]) <= 8 for a in after.values()), "the answers are the new setting's"
-    assert {a["question_id"]: a["choices"][0]["turns"][0] for _, a in iter_jsonl(old)} == before
+        answer_with_client(QUESTIONS, client, "m", out, max_tokens=200)
+        assert all(len(a.turns[0]) > 8 for a in read_answer_file(out).values())
+        report = answer_with_client(QUESTIONS, client, "m", out, max_tokens=8)  # --set answer.max_new_tokens=8
+    assert all(len(a.turns[0]) <= 8 for a in read_answer_file(out).values()), "the answers are the new setting's"
+    assert (report.already_answered, report.answered) == (0, 4)
     assert "4 redone (settings changed)" in str(report)
     again, _ = fake_client(tmp_path, state, stage="again")
     with again:
-        same = answer_with_client(QUESTIONS, again, "m", out, max_tokens=8, superseded=old)
+        same = answer_with_client(QUESTIONS, again, "m", out, max_tokens=8)
     assert (same.already_answered, same.redone, same.answered) == (4, 0, 0)
 
 
-def test_judgments_are_redone_when_the_judges_settings_change(tmp_path):
+def test_answers_replaced_by_a_new_setting_are_kept_aside(tmp_path):
+    out, old = tmp_path / "answers" / "m.jsonl", tmp_path / "superseded" / "m.jsonl"
+    client, _ = fake_client(tmp_path)
+    with client:
+        answer_with_client(QUESTIONS, client, "m", out, max_tokens=200)
+        before = {a.question_id: a.turns[0] for a in read_answer_file(out).values()}
+        answer_with_client(QUESTIONS, client, "m", out, max_tokens=8, superseded=old)
+    assert {a["question_id"]: a["choices"][0]["turns"][0] for _, a in iter_jsonl(old)} == before
+
+
+def judged(tmp: Path, client: Any, max_tokens: int, **kw: Any) -> Any:
     answers = {m: {q.question_id: make_answer(q.question_id, m, [[f"{m}の答え"]]) for q in QUESTIONS}
                for m in ("a", "b")}
     tasks = single_tasks(QUESTIONS, answers, ["a", "b"], load_prompts())
+    return judge_single(client, tasks, tmp, max_tokens=max_tokens, mode="json", judge_name="j", echo=False, **kw)
+
+
+def test_judgments_are_redone_when_the_judges_settings_change(tmp_path):
     client, _ = fake_client(tmp_path)
-    common = dict(mode="json", judge_name="j", echo=False, superseded_dir=tmp_path / "superseded")
     with client:
-        judge_single(client, tasks, tmp_path, max_tokens=64, **common)
-        again = judge_single(client, tasks, tmp_path, max_tokens=64, **common)
-        changed = judge_single(client, tasks, tmp_path, max_tokens=48, **common)
+        judged(tmp_path, client, 64)
+        again = judged(tmp_path, client, 64)
+        changed = judged(tmp_path, client, 48)  # --set judge.max_tokens=48
     assert (again.already_judged, again.judged) == (8, 0)
-    assert (changed.already_judged, changed.redone, changed.judged) == (0, 8, 8)
+    assert (changed.already_judged, changed.judged) == (0, 8) and changed.redone == 8
     lines = [json.loads(x) for x in (tmp_path / "j_single.jsonl").read_text().splitlines()]
     assert len(lines) == 8, "one line per graded answer"
+
+
+def test_judgments_replaced_by_a_new_setting_are_kept_aside(tmp_path):
+    client, _ = fake_client(tmp_path)
+    with client:
+        judged(tmp_path, client, 64)
+        judged(tmp_path, client, 48, superseded_dir=tmp_path / "superseded")
     assert len((tmp_path / "superseded" / "j_single.jsonl").read_text().splitlines()) == 8
 
 
-def test_generation_starts_over_when_the_endpoint_model_changes(tmp_path):
+def test_generation_does_not_resume_under_another_endpoint_model(tmp_path):
+    recipe = SelfInstructRecipe.from_seeds(load_seed_tasks(SHIPPED), seed=0, max_tokens=1000)
+    out = tmp_path / "generated.jsonl"
+    client, _ = fake_client(tmp_path, FakeState(tasks=True), model="model-a")
+    with client:
+        generate_self_instruct(recipe, client, out, 12, progress=False)
+    client, _ = fake_client(tmp_path, FakeState(tasks=True), model="model-b")
+    with client, pytest.raises(ValueError, match="endpoint_model='model-a'"):
+        generate_self_instruct(recipe, client, out, 12, progress=False)
+
+
+def test_generation_starts_over_when_the_endpoint_model_changes_keeping_the_old_output(tmp_path):
     recipe = SelfInstructRecipe.from_seeds(load_seed_tasks(SHIPPED), seed=0, max_tokens=1000)
     out = tmp_path / "generated.jsonl"
     for model in ("model-a", "model-b"):
@@ -321,9 +350,6 @@ def test_generation_starts_over_when_the_endpoint_model_changes(tmp_path):
     assert {r["model"] for _, r in iter_jsonl(out)} == {"model-b"}
     moved = Path(stats.superseded) / "generated.jsonl"
     assert {r["model"] for _, r in iter_jsonl(moved)} == {"model-a"}
-    client, _ = fake_client(tmp_path, FakeState(tasks=True), model="model-c")
-    with client, pytest.raises(ValueError, match="endpoint_model='model-b'"):
-        generate_self_instruct(recipe, client, out, 12, progress=False)  # without supersede_dir: refused
 
 
 # ---- 7. errors can be retried ---------------------------------------------------------------------------------

@@ -411,8 +411,7 @@ class LLMClient:
         if fetch is None:
             fetch = self._fetches[key] = _Fetch()
             fetch.task = asyncio.get_running_loop().create_task(self._send(req, key, canonical, payload, fetch))
-            fetch.task.add_done_callback(lambda _t, k=key, f=fetch: self._fetches.pop(k, None)
-                                         if self._fetches.get(k) is f else None)
+            fetch.task.add_done_callback(lambda t, k=key, f=fetch: self._fetch_done(t, k, f))
         assert fetch.task is not None
         fetch.waiters += 1
         try:
@@ -420,6 +419,12 @@ class LLMClient:
         finally:
             fetch.waiters -= 1
         return outcome if leader else outcome._replace(calls=0)
+
+    def _fetch_done(self, task: asyncio.Task[_Outcome], key: str, fetch: _Fetch) -> None:
+        if self._fetches.get(key) is fetch:
+            del self._fetches[key]
+        if not task.cancelled():
+            task.exception()  # seen here when every caller had gone (a budget stop after a stream closed)
 
     async def _claim(self, key: str, ttl_s: float) -> dict[str, Any] | None:
         """Take the cache's lease on `key` (None: send it now); while another process holds it, wait for its answer

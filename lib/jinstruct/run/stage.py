@@ -65,13 +65,15 @@ class Stage:
 
     @classmethod
     def open(cls, name: str, config_path: str | Path | None, run_dir: str | Path | None,
-             overrides: dict[str, Any] | str | None = None) -> Stage:
+             overrides: dict[str, Any] | str | None = None, *, exclusive: bool = True) -> Stage:
         """`config_path`/`run_dir` None (a notebook opened by hand with its defaults) means configs/tiny.yaml and
-        runs/<config name> of the project the user stands in."""
+        runs/<config name> of the project the user stands in. `exclusive`: refuse a run folder a runner is working
+        on (a stage that only reads, as the estimate, passes False)."""
         cfg = load_config(paths.resolve_path(config_path) if config_path else paths.configs_dir() / "tiny.yaml",
                           parse_overrides(overrides))
         run = Path(run_dir) if run_dir else paths.runs_dir() / cfg.name
-        check_unlocked(RunLayout(run.resolve()).lock)  # a runner working on this run folder: refuse
+        if exclusive:
+            check_unlocked(RunLayout(run.resolve()).lock)  # a runner working on this run folder: refuse
         run.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
         setup_japanese_font()
