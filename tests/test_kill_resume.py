@@ -87,10 +87,14 @@ def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def children(pid: int) -> list[int]:
+    """The kernels of runner `pid`: its children, or processes jupyter_client started for it (JPY_PARENT_PID)."""
     out = []
     for p in Path("/proc").iterdir():
         try:
-            if p.name.isdigit() and int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+            if not p.name.isdigit():
+                continue
+            ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid or f"JPY_PARENT_PID={pid}".encode() in (p / "environ").read_bytes().split(b"\0"):
                 out.append(int(p.name))
         except (OSError, IndexError, ValueError):
             pass
@@ -120,11 +124,11 @@ def kill_group(proc: subprocess.Popen[bytes], url: str) -> dict[str, Any]:
     os.killpg(proc.pid, signal.SIGKILL)
     t0 = time.monotonic()
     proc.wait()
-    at_kill = server_stats(url)["calls"]
     while any(alive(k) for k in kernels) and time.monotonic() - t0 < 5:
-        time.sleep(0.01)
+        time.sleep(0.005)
     outlived = time.monotonic() - t0
-    time.sleep(max(0.0, 1.5 - outlived))
+    at_kill = server_stats(url)["calls"]
+    time.sleep(1.5)
     return {"kernels": kernels, "kernel_outlived_s": round(outlived, 3),
             "calls_after_kill": server_stats(url)["calls"] - at_kill}
 
