@@ -26,6 +26,7 @@ answer.category_counts(questions)
 
 # %%
 reports = {spec.model_id: answer.answer_model(spec, questions, st) for spec in st.cfg.answer.models}
+st.report_errors(sum(len(r.failed) for r in reports.values()), "questions left without an answer (a rerun asks them again)")
 answer.reports_table(reports)
 
 # %% [markdown]

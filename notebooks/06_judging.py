@@ -27,8 +27,9 @@ st = Stage.open("06_judging", config_path, run_dir, overrides)
 questions, references = judge.load_benchmark(st.cfg.answer.benchmark, st.cfg.answer.per_category)
 client = st.client(st.cfg.judge.endpoint)
 result = judge.run_judging(st.cfg.judge, client, questions, references, st.layout.answers, st.dir(st.layout.judgments),
-                           seed=st.cfg.seed)
+                           seed=st.cfg.seed, superseded_dir=st.layout.superseded / "judgments")
 judge.save_tables(result.tables, st.layout.judgments)
+st.report_errors(result.errors, "judgments recorded as errors (`run --retry-errors` judges them again)")
 print(result.pairwise)
 print(result.single)
 

@@ -1,15 +1,26 @@
-"""A local OpenAI-compatible app that injects faults, for the LLM client's tests (and a server for the kill test).
+"""A local OpenAI-compatible app that injects faults, for the LLM client's tests (and a server for the kill tests).
 
 Faults are written into the last user message, so each request carries its own script:
   [429xN] [500xN] [slowxN] [garbagexN] [emptyxN] [invalidxN]  the first N calls for this prompt fail that way
   [always500] [400]                                           every call fails
 429 replies carry `Retry-After: <state.retry_after>`; [slow] sleeps `state.slow_s` before answering;
 [garbage] is a 200 whose JSON body is cut in half; [empty] is a 200 without choices; [invalid] makes a
-structured reply break its schema or choices. Replies are deterministic: an echo of the prompt (or a
-JSON instance of the schema, or one of the choices), cut at max_tokens (1 token = 1 character) with
-finish_reason "length". It also implements /v1/files and /v1/batches for the Batch API round trip.
+structured reply break its schema or choices.
 
-Run as a server: python tests/fake_openai.py PORT [--delay S] [--slow S] [--require-key KEY] (or `serve_fake()`)
+Faults can also be scheduled for requests whose text the test does not write (a stage builds them): with
+`fault_rate` p, the first call of a distinct request body fails with probability p (decided by the body's hash,
+so the schedule is the same in every run), in one of `fault_kinds` in turn: "429" (with Retry-After), "429bare"
+(without), "500", "hang" (no answer until the client gives up), "garbage", "empty".
+
+Replies are deterministic: an echo of the prompt (or a JSON instance of the schema, or one of the choices), cut at
+max_tokens (1 token = 1 character) with finish_reason "length"; with `tasks` on, a self-instruct request (its prompt
+numbers demonstrations "1. 指示: ...") gets a numbered list of distinct tasks. The state counts what a test needs to
+tell what was paid: `received` (calls per distinct body), `charged` (answers with choices per distinct body, what a
+real endpoint bills) with their `usage`, and `injected` faults by kind. It also implements /v1/files and
+/v1/batches for the Batch API round trip.
+
+Run as a server: python tests/fake_openai.py PORT [--delay S] [--slow S] [--require-key KEY] [--fault-rate P]
+[--tasks] (or `serve_fake()`); GET /stats returns the counts.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import email.policy
 import hashlib
 import itertools
 import json
+import random
 import re
 import socket
 import subprocess
@@ -35,6 +47,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 FAULT = re.compile(r"\[(429|500|slow|garbage|empty|invalid)x(\d+)\]|\[(always500|400)\]")
+FAULT_KINDS = ("429", "429bare", "500", "hang", "garbage", "empty")
 
 
 @dataclass
@@ -52,6 +65,34 @@ class FakeState:
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     batches_created: int = 0
     ids: Any = field(default_factory=itertools.count)
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    hang_s: float = 30.0
+    tasks: bool = False
+    received: collections.Counter[str] = field(default_factory=collections.Counter)
+    charged: collections.Counter[str] = field(default_factory=collections.Counter)
+    usage: list[tuple[int, int]] = field(default_factory=list)
+    injected: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def stats(self) -> dict[str, Any]:
+        return {"calls": self.calls, "by_prompt": dict(self.by_prompt), "batches_created": self.batches_created,
+                "distinct": len(self.received), "received": dict(self.received), "charged": dict(self.charged),
+                "usage": self.usage, "injected": dict(self.injected)}
+
+
+def body_key(body: dict[str, Any]) -> str:
+    """A distinct request: its whole body."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def scheduled_fault(state: FakeState, key: str) -> str | None:
+    """The fault the first call of a body gets under `fault_rate` (whether it gets one is decided by the body, the
+    same in every run; the kinds take turns, so that a handful of faults shows each), else None."""
+    if state.fault_rate <= 0 or state.received[key] != 1:
+        return None
+    if (int(key[:12], 16) % 10_000) / 10_000 >= state.fault_rate:
+        return None
+    return state.fault_kinds[sum(state.injected.values()) % len(state.fault_kinds)]
 
 
 def _prompt(body: dict[str, Any]) -> str:
@@ -77,8 +118,25 @@ def _instance(schema: dict[str, Any], salt: int) -> Any:
     return f"値{salt % 100}"
 
 
-def _reply(body: dict[str, Any], index: int, broken: bool) -> str:
+def _tasks_reply(prompt: str, salt: int) -> str | None:
+    """A self-instruct reply: the tasks after the prompt's numbered demonstrations, each made of random kanji
+    (distinct enough to pass the ROUGE-L filter)."""
+    shown = re.findall(r"^(\d+)\. 指示:", prompt, re.MULTILINE)
+    if not shown:
+        return None
+    rng = random.Random(salt)
+    start = int(shown[-1]) + 1
+    blocks = []
+    for n in range(start, start + 4):
+        words = "".join(chr(rng.randrange(0x4E00, 0x9FA0)) for _ in range(10))
+        blocks.append(f"{n}. 指示: {words}を説明してください。\n{n}. 入力:\n<入力なし>\n{n}. 出力:\n{words}です。")
+    return "###\n" + "\n###\n".join(blocks) + "\n###\n"
+
+
+def _reply(body: dict[str, Any], index: int, broken: bool, tasks: bool = False) -> str:
     salt = int(hashlib.sha256(json.dumps([body.get("seed"), index, _prompt(body)]).encode()).hexdigest()[:8], 16)
+    if tasks and not body.get("response_format") and (listed := _tasks_reply(_prompt(body), salt)) is not None:
+        return listed
     choice = (body.get("structured_outputs") or {}).get("choice")
     if choice:
         return "どれでもない" if broken else choice[salt % len(choice)]
@@ -90,8 +148,18 @@ def _reply(body: dict[str, Any], index: int, broken: bool) -> str:
     return f"答え: {_prompt(body)} #{salt % 1000}"
 
 
-def answer(state: FakeState, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
-    """(status, headers, JSON body or raw bytes) for one chat completion request."""
+def answer(state: FakeState, body: dict[str, Any], fault: str | None = None) -> tuple[int, dict[str, str], Any]:
+    """(status, headers, JSON body or raw bytes) for one chat completion request (`fault`: a scheduled one)."""
+    if fault == "429":
+        return 429, {"retry-after": state.retry_after}, {"error": {"message": "rate limited (scheduled)"}}
+    if fault == "429bare":
+        return 429, {}, {"error": {"message": "rate limited, no Retry-After (scheduled)"}}
+    if fault == "500":
+        return 500, {}, {"error": {"message": "server error (scheduled)", "type": "server_error"}}
+    if fault == "garbage":
+        return 200, {}, b'{"id": "chatcmpl-x", "choices": [{"index": 0, "mess'
+    if fault == "empty":
+        return 200, {}, {"id": "chatcmpl-x", "object": "chat.completion", "choices": []}
     prompt = _prompt(body)
     state.by_prompt[prompt] += 1
     call = state.by_prompt[prompt]
@@ -115,7 +183,7 @@ def answer(state: FakeState, body: dict[str, Any]) -> tuple[int, dict[str, str],
     limit = body.get("max_tokens") or body.get("max_completion_tokens")
     choices, completion = [], 0
     for i in range(body.get("n", 1)):
-        text, reason = _reply(body, i, broken), "stop"
+        text, reason = _reply(body, i, broken, state.tasks), "stop"
         for s in body.get("stop") or []:
             if s in text:
                 text = text[: text.index(s)]
@@ -177,7 +245,7 @@ def create_app(state: FakeState | None = None) -> FastAPI:
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
-        return {"calls": state.calls, "by_prompt": dict(state.by_prompt), "batches_created": state.batches_created}
+        return state.stats()
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -188,14 +256,27 @@ def create_app(state: FakeState | None = None) -> FastAPI:
         body = json.loads(await request.body())
         state.calls += 1
         state.bodies.append(body)
+        key = body_key(body)
+        state.received[key] += 1
+        fault = scheduled_fault(state, key)
+        if fault is not None:
+            state.injected[fault] += 1
         prompt = _prompt(body)
         if state.delay_s:
             await asyncio.sleep(state.delay_s)
+        if fault == "hang":
+            await asyncio.sleep(state.hang_s)  # the client gives up first; nothing is answered, nothing billed
+            return _respond(503, {}, {"error": {"message": "hung (scheduled)"}})
         m = re.search(r"\[slowx(\d+)\]", prompt)
         if m and state.slowed[prompt] < int(m.group(1)):
             state.slowed[prompt] += 1
             await asyncio.sleep(state.slow_s)
-        return _respond(*answer(state, body))
+        status, headers, payload = answer(state, body, fault)
+        if status == 200 and isinstance(payload, dict) and payload.get("choices"):
+            state.charged[key] += 1
+            usage = payload.get("usage") or {}
+            state.usage.append((usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)))
+        return _respond(status, headers, payload)
 
     @app.post("/v1/files")
     async def upload(request: Request) -> dict[str, Any]:
@@ -256,15 +337,25 @@ def fake_client(tmp_path: Any, state: FakeState | None = None, stage: str = "tes
     return client, state
 
 
+def server_stats(base_url: str) -> dict[str, Any]:
+    """GET /stats of a served fake (`base_url` as `serve_fake` yields it)."""
+    import httpx
+
+    return httpx.get(base_url.removesuffix("/v1") + "/stats", timeout=10).json()
+
+
 @contextlib.contextmanager
-def serve_fake(delay_s: float = 0.0, slow_s: float = 5.0, require_key: str | None = None) -> Iterator[str]:
+def serve_fake(delay_s: float = 0.0, slow_s: float = 5.0, require_key: str | None = None, fault_rate: float = 0.0,
+               tasks: bool = False, hang_s: float = 30.0, fault_kinds: tuple[str, ...] = FAULT_KINDS) -> Iterator[str]:
     """The fake app as a real server on 127.0.0.1 (a subprocess); yields its base URL (".../v1")."""
     import httpx
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, __file__, str(port), "--delay", str(delay_s), "--slow", str(slow_s)]
+    cmd = [sys.executable, __file__, str(port), "--delay", str(delay_s), "--slow", str(slow_s),
+           "--fault-rate", str(fault_rate), "--hang", str(hang_s), "--fault-kinds", ",".join(fault_kinds)]
+    cmd += ["--tasks"] if tasks else []
     if require_key:
         cmd += ["--require-key", require_key]
     proc = subprocess.Popen(cmd)
@@ -295,6 +386,12 @@ if __name__ == "__main__":
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--slow", type=float, default=5.0)
     ap.add_argument("--require-key")
+    ap.add_argument("--fault-rate", type=float, default=0.0)
+    ap.add_argument("--hang", type=float, default=30.0)
+    ap.add_argument("--tasks", action="store_true")
+    ap.add_argument("--fault-kinds", default=",".join(FAULT_KINDS))
     a = ap.parse_args()
-    uvicorn.run(create_app(FakeState(delay_s=a.delay, slow_s=a.slow, require_key=a.require_key)),
+    uvicorn.run(create_app(FakeState(delay_s=a.delay, slow_s=a.slow, require_key=a.require_key,
+                                     fault_rate=a.fault_rate, hang_s=a.hang, tasks=a.tasks,
+                                     fault_kinds=tuple(a.fault_kinds.split(",")))),
                 host="127.0.0.1", port=a.port, log_level="warning")

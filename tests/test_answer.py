@@ -33,7 +33,8 @@ QUESTIONS = [
     Question(question_id=7, category="knowledge", turns=["光合成とは何ですか。", "では、夜はどうなりますか。"]),
     Question(question_id=66, category="coding-math", turns=["x^2 - 5x + 6 = 0 を解いてください。"]),
 ]
-FASTCHAT_ANSWER_KEYS = {"question_id", "answer_id", "model_id", "choices", "tstamp"}
+# FastChat's fields, plus `settings_id` (what produced the answer; FastChat's tools ignore extra fields)
+FASTCHAT_ANSWER_KEYS = {"question_id", "answer_id", "model_id", "choices", "tstamp", "settings_id"}
 
 
 @pytest.fixture(scope="module")

@@ -31,9 +31,10 @@ from jinstruct.llm import EndpointSettings, LLMClient
 from jinstruct.llm.tinymodel import build_tiny_model
 from jinstruct.judge.verdicts import PAIR_VERDICT_SCHEMA
 
+# FastChat's fields, plus `settings_id` (what decided the judgment; FastChat's tools ignore extra fields)
 PAIR_KEYS = {"question_id", "model_1", "model_2", "g1_winner", "g2_winner", "judge", "g1_user_prompt", "g1_judgment",
-             "g2_user_prompt", "g2_judgment", "turn", "tstamp"}
-SINGLE_KEYS = {"question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp"}
+             "g2_user_prompt", "g2_judgment", "turn", "tstamp", "settings_id"}
+SINGLE_KEYS = {"question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp", "settings_id"}
 REFERENCE = "参考: x = 2, 3"
 
 # The scripted judge reads what each question asks of it from a marker in the question.

@@ -24,7 +24,7 @@ from jinstruct.llm import (
     ResponseCache,
     resolve_api_key,
 )
-from jinstruct.llm.limits import RateLimiter, backoff_s, retry_after_s
+from jinstruct.llm.limits import RateLimiter, RetryAfterTooLong, backoff_s, retry_after_s
 from jinstruct.llm.transport import aiohttp_available
 
 SCHEMA = {
@@ -110,7 +110,9 @@ def test_backoff_is_exponential_capped_and_reads_every_retry_after_form():
         assert all(0.5 * expected <= backoff_s(retry, 0.5, 8.0) <= expected for _ in range(20))
     assert backoff_s(3, 0.5, 8.0, {"retry-after": "2"}) == 2.0
     assert backoff_s(0, 0.5, 8.0, {"retry-after-ms": "250"}) == 0.25
-    assert backoff_s(0, 0.5, 8.0, {"retry-after": "9999"}) == 300.0
+    assert backoff_s(0, 0.5, 8.0, {"retry-after": "8"}) == 8.0
+    with pytest.raises(RetryAfterTooLong, match=r"'retry-after: 9999'.*backoff_max_s=8"):
+        backoff_s(0, 0.5, 8.0, {"retry-after": "9999"})
     http_date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
     assert 28 <= retry_after_s({"retry-after": http_date}) <= 31
     assert retry_after_s({"retry-after": "soon"}) is None

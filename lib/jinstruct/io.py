@@ -15,22 +15,56 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
+def _where(path: str, line: int | None, field: str | None, problem: str) -> str:
+    where = path + (f", line {line}" if line is not None else "")
+    what = f"field '{field}': " if field else ""
+    return f"{where}: {what}{problem}"
+
+
 class DataError(ValueError):
     """Bad input: the message names the file, the line and the field."""
 
     def __init__(self, path: str | os.PathLike[str], line: int | None, field: str | None, problem: str):
         self.path, self.line, self.field, self.problem = str(path), line, field, problem
-        where = self.path + (f", line {line}" if line is not None else "")
-        what = f"field '{field}': " if field else ""
-        super().__init__(f"{where}: {what}{problem}")
+        super().__init__(_where(self.path, line, field, problem))
+
+
+class DataWarning(UserWarning):
+    """Input that is read, but probably not as its author meant (a spreadsheet formula kept as text, a line cut off
+    by a kill): the message names the file, the line and the field."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, field: str | None, problem: str):
+        self.path, self.line, self.field, self.problem = str(path), line, field, problem
+        super().__init__(_where(self.path, line, field, problem))
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (/proc), else set and restored at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file and a rename, so readers never see half a file."""
+    """Write `data` to `path` through a temporary file and a rename, so readers never see half a file.
+
+    The file gets the mode a plain `open(path, "w")` would give it: an existing file's mode, else 0666 less the
+    umask (a temporary file alone would be 0600, unreadable by the rest of a group sharing the run folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_current_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -60,9 +94,10 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
+    """A JSON file (UTF-8, a byte-order mark accepted)."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise DataError(path, e.lineno, None, f"invalid JSON: {e.msg}") from None
 
@@ -87,12 +122,13 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[Any]) -> None:
 
 
 def iter_jsonl(path: str | os.PathLike[str], tolerate_torn_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-empty line; a bad line is a DataError naming it."""
+    """Yield (line number, object) for each non-empty line; a bad line is a DataError naming it. A UTF-8 byte-order
+    mark (Windows editors write one) is accepted."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, None, None, "file not found")
     with path.open("rb") as f:
-        lines = f.read().split(b"\n")
+        lines = f.read().removeprefix(b"\xef\xbb\xbf").split(b"\n")
     torn = tolerate_torn_tail and lines and lines[-1] != b""
     for i, raw in enumerate(lines, start=1):
         if not raw.strip():

@@ -21,13 +21,20 @@ earlier answers fed back, and `num_choices` independent samples can be drawn. An
 file as each group of questions is finished, so a killed run keeps what it wrote; a rerun answers only the
 questions that have no complete answer yet (`jinstruct.answer.records.missing_answers`), and at the end the file
 is rewritten atomically in question order with one answer per question.
+
+Resume respects the settings: each answer carries `settings_id`, a digest of what produced it (the generator: model,
+adapter, template, max tokens, seed, top_p; the question's text and its sampling temperature; choices, system
+prompt). An answer whose settings differ is answered again, and the old one is moved to `superseded` (when given);
+an answer without a `settings_id` (a file placed by hand) is taken as it is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +45,7 @@ from pydantic import ValidationError
 from jinstruct.answer.records import TEMPERATURES, make_answer, missing_answers, temperature_for, turn_messages
 from jinstruct.formats.fastchat import Answer, Question, QuestionId, append_records, write_records
 from jinstruct.train.templates import Template, render, stops
-from jinstruct.io import DataError, iter_jsonl, validation_error
+from jinstruct.io import DataError, DataWarning, append_jsonl, iter_jsonl, validation_error
 
 if TYPE_CHECKING:
     from jinstruct.llm import LLMClient
@@ -80,15 +87,16 @@ class AnswerReport:
     model_id: str
     path: Path
     questions: int
-    already_answered: int
+    already_answered: int  # reused: answered before under the same settings
+    redone: int = 0  # answered again because their settings changed
     answered: int = 0
     truncated: int = 0  # new answers with a turn cut at the token limit
     failed: dict[str, str] = field(default_factory=dict)  # question_id -> why it has no answer
     seconds: float = 0.0
 
     def __str__(self) -> str:
-        text = (f"{self.model_id}: {self.questions} questions, {self.already_answered} already answered, "
-                f"{self.answered} answered now ({self.truncated} cut at the token limit), "
+        text = (f"{self.model_id}: {self.questions} questions, {self.already_answered} reused (same settings), "
+                f"{self.redone} redone (settings changed), {self.answered} answered now ({self.truncated} cut at the token limit), "
                 f"{len(self.failed)} failed, {self.seconds:.1f} s -> {self.path}")
         for qid, why in list(self.failed.items())[:10]:
             text += f"\n  question {qid}: {why}"
@@ -106,6 +114,10 @@ def read_answer_file(path: str | Path, model_id: str | None = None) -> dict[str,
     out: dict[str, Answer] = {}
     if not path.exists():
         return out
+    if _torn(path):
+        last = path.read_bytes().count(b"\n") + 1
+        warnings.warn(DataWarning(path, last, None, "the last line is cut off (a run killed while writing it): "
+                                  "it is dropped and its question answered again"), stacklevel=2)
     for line, obj in iter_jsonl(path, tolerate_torn_tail=True):
         try:
             answer = Answer.model_validate(obj)
@@ -140,29 +152,58 @@ def _torn(path: Path) -> bool:
 # ---- the driver -----------------------------------------------------------------------------------------------
 
 
+def settings_ids(questions: Sequence[Question], generator: Mapping[str, Any], num_choices: int,
+                 temperatures: Mapping[str, float], system: str | None) -> dict[str, str]:
+    """{str(question_id): digest of what produces its answer}: the generator's identity, the question's turns and
+    sampling temperature, the number of choices and the system prompt."""
+    out = {}
+    for q in questions:
+        blob = json.dumps({"generator": generator, "turns": q.turns, "temperature": temperature_for(q.category, temperatures),
+                           "choices": num_choices, "system": system}, sort_keys=True, ensure_ascii=False, default=str)
+        out[str(q.question_id)] = hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+    return out
+
+
+def _set_aside(existing: dict[str, Answer], ids: Mapping[str, str], superseded: Path | None) -> int:
+    """Drop from `existing` the answers made under other settings (moved to `superseded` when given)."""
+    stale = [k for k, a in existing.items()
+             if k in ids and getattr(a, "settings_id", None) not in (None, ids[k])]
+    if stale and superseded is not None:
+        append_jsonl(superseded, (existing[k].record() for k in stale))
+    for k in stale:
+        del existing[k]
+    return len(stale)
+
+
 def answer_questions(questions: Sequence[Question], generate: Generate, model_id: str, out_path: str | Path,
                      num_choices: int = 1, temperatures: Mapping[str, float] = TEMPERATURES,
-                     system: str | None = None, group_size: int = 32) -> AnswerReport:
-    """Answer every question that has no complete answer in `out_path` yet, with `generate` (see
-    `TransformersGenerator`, `ClientGenerator`), `group_size` questions at a time; each finished group is
-    appended to the file. A question whose generation failed gets no answer (a rerun tries it again) and is
-    listed in the report."""
+                     system: str | None = None, group_size: int = 32, superseded: str | Path | None = None
+                     ) -> AnswerReport:
+    """Answer every question that has no complete answer in `out_path` yet (or one made under other settings, see
+    the module docstring: moved to `superseded` when given), with `generate` (see `TransformersGenerator`,
+    `ClientGenerator`), `group_size` questions at a time; each finished group is appended to the file. A question
+    whose generation failed gets no answer (a rerun tries it again) and is listed in the report."""
     if num_choices < 1:
         raise ValueError(f"num_choices must be at least 1, got {num_choices}")
     if group_size < 1:
         raise ValueError(f"group_size must be at least 1, got {group_size}")
     start = time.monotonic()
     path = Path(out_path)
+    identity = generate.identity() if hasattr(generate, "identity") else {}
+    ids = settings_ids(questions, identity, num_choices, temperatures, system)
     existing = read_answer_file(path, model_id)
-    if _torn(path):  # appending after a cut-off line would glue the next record onto it
+    redone = _set_aside(existing, ids, Path(superseded) if superseded is not None else None)
+    if _torn(path) or redone:  # appending after a cut-off line would glue the next record onto it
         _rewrite(path, questions, existing)
     todo = set(map(str, missing_answers(questions, existing.values())))
     pending = [q for q in questions if str(q.question_id) in todo]
     report = AnswerReport(model_id=model_id, path=path, questions=len(questions),
-                          already_answered=len(questions) - len(pending))
+                          already_answered=len(questions) - len(pending), redone=redone)
     for i in range(0, len(pending), group_size):
         group = pending[i: i + group_size]
         finished = _answer_group(group, generate, model_id, num_choices, temperatures, system, report)
+        for a in finished:
+            a.settings_id = ids[str(a.question_id)]  # type: ignore[attr-defined]  (an extra field FastChat ignores)
         if finished:
             append_records(path, finished)
             existing.update((str(a.question_id), a) for a in finished)
@@ -257,13 +298,20 @@ class TransformersGenerator:
 
     def __init__(self, model: Any, tokenizer: Any, template: Template = "chat", max_new_tokens: int = 512,
                  batch_size: int = 8, seed: int = 0, top_p: float = 1.0, stop: Sequence[str] | None = None,
-                 progress: bool = True):
+                 progress: bool = True, model_identity: Mapping[str, Any] | None = None):
         if tokenizer.pad_token is None:
             raise ValueError("the tokenizer has no pad token (load it with jinstruct.train.qlora.load_tokenizer)")
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.max_new_tokens, self.batch_size, self.seed, self.top_p = max_new_tokens, batch_size, seed, top_p
         self.stop = tuple(stop) if stop is not None else stops(template)
         self.progress = progress
+        self.model_identity = dict(model_identity) if model_identity is not None else {
+            "model": getattr(getattr(model, "config", None), "_name_or_path", type(model).__name__)}
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the answers (recorded as each answer's settings_id): the model, template and sampling."""
+        return {"engine": "transformers", **self.model_identity, "template": self.template,
+                "max_new_tokens": self.max_new_tokens, "seed": self.seed, "top_p": self.top_p, "stop": list(self.stop)}
 
     def __call__(self, prompts: Sequence[TurnPrompt]) -> list[Generated]:
         from tqdm.auto import tqdm
@@ -328,12 +376,16 @@ def answer_with_transformers(questions: Sequence[Question], model: Any, tokenize
                              batch_size: int = 8, seed: int = 0, num_choices: int = 1,
                              temperatures: Mapping[str, float] = TEMPERATURES, top_p: float = 1.0,
                              system: str | None = None, stop: Sequence[str] | None = None,
-                             group_size: int = 32, progress: bool = True) -> AnswerReport:
+                             group_size: int = 32, progress: bool = True,
+                             model_identity: Mapping[str, Any] | None = None,
+                             superseded: str | Path | None = None) -> AnswerReport:
     """Answer the questions with a local model (see `load_answer_model`) into `out_path` (FastChat format),
-    resuming what is there."""
+    resuming what is there under the same settings. `model_identity` names the model for that check (default: its
+    `name_or_path`; pass the base model and a digest of the adapter so that a retrained adapter answers again)."""
     generate = TransformersGenerator(model, tokenizer, template, max_new_tokens, batch_size, seed, top_p, stop,
-                                     progress)
-    return answer_questions(questions, generate, model_id, out_path, num_choices, temperatures, system, group_size)
+                                     progress, model_identity)
+    return answer_questions(questions, generate, model_id, out_path, num_choices, temperatures, system, group_size,
+                            superseded)
 
 
 # ---- an OpenAI-compatible endpoint ------------------------------------------------------------------------------
@@ -347,6 +399,11 @@ class ClientGenerator:
                  model: str | None = None, desc: str = "answers"):
         self.client, self.max_tokens, self.seed, self.top_p = client, max_tokens, seed, top_p
         self.model, self.desc = model, desc
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the answers (recorded as each answer's settings_id): the model and sampling."""
+        return {"engine": "endpoint", "model": self.model or self.client.model, "max_tokens": self.max_tokens,
+                "seed": self.seed, "top_p": self.top_p, "extra_body": self.client.settings.extra_body}
 
     def __call__(self, prompts: Sequence[TurnPrompt]) -> list[Generated]:
         from jinstruct.llm import ChatRequest
@@ -364,11 +421,14 @@ class ClientGenerator:
 def answer_with_client(questions: Sequence[Question], client: LLMClient, model_id: str, out_path: str | Path,
                        max_tokens: int = 1024, seed: int | None = 0, num_choices: int = 1,
                        temperatures: Mapping[str, float] = TEMPERATURES, top_p: float | None = None,
-                       system: str | None = None, model: str | None = None, group_size: int = 256) -> AnswerReport:
+                       system: str | None = None, model: str | None = None, group_size: int = 256,
+                       superseded: str | Path | None = None) -> AnswerReport:
     """Answer the questions through an OpenAI-compatible endpoint into `out_path` (FastChat format), resuming
-    what is there. `model` overrides the endpoint's default model name; `model_id` names the answers."""
+    what is there under the same settings. `model` overrides the endpoint's default model name; `model_id` names
+    the answers."""
     generate = ClientGenerator(client, max_tokens, seed, top_p, model, desc=model_id)
-    return answer_questions(questions, generate, model_id, out_path, num_choices, temperatures, system, group_size)
+    return answer_questions(questions, generate, model_id, out_path, num_choices, temperatures, system, group_size,
+                            superseded)
 
 
 # ---- vLLM serving a local model ----------------------------------------------------------------------------------

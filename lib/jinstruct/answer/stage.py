@@ -7,6 +7,7 @@ answers the benchmark's authors judged.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from jinstruct.answer.engines import (
 )
 from jinstruct.formats.benchmarks import published_answers
 from jinstruct.formats.fastchat import Question, load_answers
-from jinstruct.io import atomic_write_bytes
+from jinstruct.io import atomic_write_bytes, sha256_file
 from jinstruct.llm.tinymodel import resolve_model
 from jinstruct.paths import resolve_path
 
@@ -40,6 +41,14 @@ def copy_answers(source: Path, questions: list[Question], model_id: str, out: Pa
     return report
 
 
+def folder_digest(folder: Path) -> str:
+    """sha256 over the names and contents of every file in `folder` (an adapter: retrained, it answers again)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(folder).as_posix()}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
 def answer_model(spec: Any, questions: list[Question], stage: Any) -> AnswerReport:
     """Answer with one `AnswerModel` of the config into the run's answer file for it (resuming what is there).
 
@@ -48,10 +57,11 @@ def answer_model(spec: Any, questions: list[Question], stage: Any) -> AnswerRepo
     out = stage.path(stage.layout.answer_file(spec.model_id))
     if spec.answers:
         return copy_answers(published_answers(spec.answers, spec.answers_sha256), questions, spec.model_id, out)
+    superseded = stage.layout.superseded / "answers" / out.name  # answers redone because their settings changed
     if spec.endpoint:
         client = stage.client(spec.endpoint)
         return answer_with_client(questions, client, spec.model_id, out, max_tokens=section.max_new_tokens,
-                                  seed=section.seed)
+                                  seed=section.seed, superseded=superseded)
     if spec.trained:
         trained = {m.name: m for m in stage.cfg.train.models}
         if spec.trained not in trained:
@@ -66,15 +76,17 @@ def answer_model(spec: Any, questions: list[Question], stage: Any) -> AnswerRepo
             return _with_vllm(spec, questions, stage, base, adapter, params.lora_r, template)
         four_bit = params.load_in_4bit if spec.load_in_4bit is None else spec.load_in_4bit
         model, tokenizer = load_answer_model(base, adapter, load_in_4bit=four_bit)
+        identity = {"model": params.base_model, "adapter_sha256": folder_digest(adapter), "load_in_4bit": four_bit}
     else:
         template = spec.template or "chat"
         if spec.engine == "vllm":
             return _with_vllm(spec, questions, stage, resolve_model(spec.base_model), None, 8, template)
-        model, tokenizer = load_answer_model(resolve_model(spec.base_model), None,
-                                             load_in_4bit=bool(spec.load_in_4bit))
+        four_bit = bool(spec.load_in_4bit)
+        model, tokenizer = load_answer_model(resolve_model(spec.base_model), None, load_in_4bit=four_bit)
+        identity = {"model": spec.base_model, "load_in_4bit": four_bit}
     return answer_with_transformers(questions, model, tokenizer, spec.model_id, out, template=template,
                                     max_new_tokens=section.max_new_tokens, batch_size=section.batch_size,
-                                    seed=section.seed)
+                                    seed=section.seed, model_identity=identity, superseded=superseded)
 
 
 def _with_vllm(spec: Any, questions: list[Question], stage: Any, base: str, adapter: Any, lora_r: int,

@@ -46,10 +46,17 @@ OUTPUT_FILES = ("filtered.jsonl", "rejected.jsonl", "train.jsonl", "dataset_card
 
 
 def load_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read instruction records; a bad line is a DataError naming the file, the line and the field."""
+    """Read instruction records; a bad line is a DataError naming the file, the line and the field. Ids are unique:
+    a repeated id means two writers appended to one file (two runs of one run folder at once) and is an error."""
     out = []
+    first: dict[Any, int] = {}
     for line, obj in iter_jsonl(path):
         _validate(obj, path, line)
+        rid = obj.get("id")
+        if rid in first:
+            raise DataError(path, line, "id", f"duplicate id {rid!r} (first on line {first[rid]}): the file was "
+                            "written twice over (two runs at once?); regenerate it")
+        first[rid] = line
         out.append(obj)
     return out
 

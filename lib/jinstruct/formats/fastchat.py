@@ -178,20 +178,27 @@ def _load(path: str | os.PathLike[str], model: type[M], tolerate_torn_tail: bool
 
 
 def load_questions(path: str | os.PathLike[str]) -> list[Question]:
-    """A benchmark's `question.jsonl`; question ids must be unique."""
+    """A benchmark's `question.jsonl`: at least one question; question ids are integers (as in every FastChat
+    benchmark: a quoted "1" would never match the answers and judgments keyed by the number) and unique."""
     seen: dict[QuestionId, int] = {}
     questions = []
     for line, q in _load(path, Question):
+        if not isinstance(q.question_id, int) or isinstance(q.question_id, bool):
+            raise DataError(path, line, "question_id", f"{q.question_id!r} is not an integer (FastChat's question "
+                            "ids are numbers: write 1, not \"1\")")
         if q.question_id in seen:
             raise DataError(path, line, "question_id", f"duplicate id {q.question_id!r} (first on line {seen[q.question_id]})")
         seen[q.question_id] = line
         questions.append(q)
+    if not questions:
+        raise DataError(path, None, None, "no questions in the file")
     return questions
 
 
-def load_answers(path: str | os.PathLike[str], model_id: str | None = None) -> list[Answer]:
+def load_answers(path: str | os.PathLike[str], model_id: str | None = None, strict_name: bool = False) -> list[Answer]:
     """One model's answer file. A record without `model_id` gets `model_id` or else the file name's stem
-    (FastChat's convention: `model_answer/<model>.jsonl`). Question ids must be unique."""
+    (FastChat's convention: `model_answer/<model>.jsonl`). Question ids must be unique. With `strict_name`, a
+    record whose `model_id` is another model's (not the one the file is named for) is an error."""
     name = model_id or Path(path).stem
     seen: dict[QuestionId, int] = {}
     answers = []
@@ -201,6 +208,9 @@ def load_answers(path: str | os.PathLike[str], model_id: str | None = None) -> l
         seen[a.question_id] = line
         if a.model_id is None:
             a.model_id = name
+        elif strict_name and a.model_id != name and file_safe(a.model_id) != file_safe(name):
+            raise DataError(path, line, "model_id", f"an answer of {a.model_id!r} in the file of {name!r} (the file "
+                            "name says whose answers it holds: rename the file or fix model_id)")
         answers.append(a)
     return answers
 
@@ -220,7 +230,7 @@ def answer_files(directory: str | os.PathLike[str]) -> dict[str, Path]:
 
 def load_answer_dir(directory: str | os.PathLike[str]) -> dict[str, dict[QuestionId, Answer]]:
     """Every answer file of a `model_answer/` folder (see `answer_files`): {model name: {question_id: answer}}."""
-    return {model: {a.question_id: a for a in load_answers(path, model_id=model)}
+    return {model: {a.question_id: a for a in load_answers(path, model_id=model, strict_name=True)}
             for model, path in answer_files(directory).items()}
 
 
@@ -270,6 +280,21 @@ def load_pairwise_judgments(path: str | os.PathLike[str], tolerate_torn_tail: bo
 def load_single_judgments(path: str | os.PathLike[str], tolerate_torn_tail: bool = False) -> list[SingleJudgment]:
     """A single-grading judgment file (`<judge>_single.jsonl`, ours or published)."""
     return [j for _, j in _load(path, SingleJudgment, tolerate_torn_tail)]
+
+
+def judgment_lines(path: str | os.PathLike[str], kind: Literal["pairwise", "single"]
+                   ) -> list[tuple[int, PairwiseJudgment | SingleJudgment]]:
+    """(line, judgment) of every judgment in a file, for tools that must say where a problem is."""
+    model: type[PairwiseJudgment] | type[SingleJudgment] = PairwiseJudgment if kind == "pairwise" else SingleJudgment
+    return list(_load(path, model))
+
+
+def judgment_key(j: PairwiseJudgment | SingleJudgment) -> tuple[Any, ...]:
+    """What a judgment is of: (judge, question, turn, the two models in either order) or (judge, question, turn,
+    model); two lines with one key judge the same thing twice."""
+    if isinstance(j, PairwiseJudgment):
+        return j.judge[0], str(j.question_id), j.turn, frozenset((j.model_1, j.model_2))
+    return j.judge[0], str(j.question_id), j.turn, j.model
 
 
 def write_records(path: str | os.PathLike[str], records: Iterable[_Record]) -> Path:

@@ -5,8 +5,9 @@ there. Every path inside a run folder is defined here and nowhere else; stages, 
 Batch API state) and the tools ask a `RunLayout` for them.
 
     runs/<name>/
-      config.yaml  manifest.json  run.log  run.lock  notebooks/NN_*.ipynb
-      ledger/<stage>.json  batches/                  LLM calls, tokens, cost; Batch API jobs
+      config.yaml  manifest.json  run.log  run.lock  notebooks/NN_*.ipynb  notebooks/NN_*.errors.json
+      ledger/<stage>.json  ledger/<stage>.calls.jsonl  batches/   LLM calls, tokens, cost; Batch API jobs
+      superseded/<when>/...                          work redone because its settings changed, kept
       seeds/      machine_translated.jsonl  translation_report.csv  postedit_sheet.csv  post_edited.jsonl
                   ja_seed_tasks.jsonl  effort.json
       data/       generated.jsonl  filtered.jsonl  rejected.jsonl  train.jsonl  dataset_card.md
@@ -65,6 +66,15 @@ class RunLayout:
 
     def ledger(self, stage: str) -> Path:
         return self.root / "ledger" / f"{stage}.json"
+
+    def errors_report(self, stage: str) -> Path:
+        """What a stage reports as errors left in its outputs (`Stage.report_errors`), read by the runner."""
+        return self.notebooks / f"{stage}.errors.json"
+
+    @property
+    def superseded(self) -> Path:
+        """Records a stage redid because its settings changed: moved here, never deleted, never an output."""
+        return self.root / "superseded"
 
     @property
     def batches(self) -> Path:

@@ -36,9 +36,12 @@ The output is append-only (`generated.jsonl`, fsync'd) with a per-request log (`
 atomic checkpoint (`generated.state.json`), written together about once a second. A killed run restarts by
 replaying the checkpointed prefix of the files (rebuilding the pool and the Deduper), dropping anything written
 after the last checkpoint, and carrying on: the requests it sends again were answered before, so the LLM cache
-answers them and nothing is paid twice. Resuming with other recipe settings is refused; resuming with a larger
-target first processes the last request again (from the cache) if it stopped at the old target, so the result is
-the same file as a run that had the larger target from the start.
+answers them and nothing is paid twice. The settings compared on resume are the recipe's and the endpoint's model
+(and its extra request fields). Resuming with other settings is refused, unless `supersede_dir` is given (the
+stage gives `superseded/` of the run folder): then the old output is moved there and generation starts over, the
+cache answering whatever requests did not change. Resuming with a larger target first processes the last request
+again (from the cache) if it stopped at the old target, so the result is the same file as a run that had the larger
+target from the start.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -303,7 +307,8 @@ class ResumableOutput:
     are buffered and written (records, then steps, each fsync'd, then the checkpoint, atomically) at most every
     `flush_every_s` seconds and on `flush()`. `open()` returns the checkpointed records and steps and cuts off
     whatever a killed run wrote after its last checkpoint (a torn line included). A file without a checkpoint is
-    not ours: it is never overwritten.
+    not ours: it is never overwritten. An output made with other parameters is refused, or, with `supersede_dir`,
+    moved there (`superseded` then says where, `changed` which parameters) and started afresh.
     """
 
     def __init__(self, path: str | os.PathLike[str], params: Mapping[str, Any], flush_every_s: float = 1.0):
@@ -312,14 +317,27 @@ class ResumableOutput:
         self.state_path = self.path.with_name(self.path.stem + ".state.json")
         self.params = json.loads(json.dumps(dict(params), ensure_ascii=False))
         self.flush_every_s = flush_every_s
+        self.superseded: Path | None = None
+        self.changed: list[str] = []
         self.n_records = 0
         self.n_steps = 0
         self._records: list[dict[str, Any]] = []
         self._steps: list[dict[str, Any]] = []
         self._flushed_at = time.monotonic()
 
-    def open(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """(records, steps) already final; a fresh output is started when there is none."""
+    def open(self, supersede_dir: str | os.PathLike[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(records, steps) already final; a fresh output is started when there is none (or, with `supersede_dir`,
+        when the one there was made with other parameters: it is moved into `supersede_dir/<time>/`)."""
+        if self.state_path.exists() and supersede_dir is not None:
+            state = read_json(self.state_path)
+            if isinstance(state, dict) and state.get("params") not in (None, self.params):
+                self.changed = sorted(k for k in set(state["params"]) | set(self.params)
+                                      if state["params"].get(k) != self.params.get(k))
+                self.superseded = Path(supersede_dir) / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+                self.superseded.mkdir(parents=True, exist_ok=True)
+                for p in (self.path, self.steps_path, self.state_path):
+                    if p.exists():
+                        shutil.move(p, self.superseded / p.name)
         if not self.state_path.exists():
             for p in (self.path, self.steps_path):
                 if p.exists() and p.stat().st_size > 0:
@@ -405,6 +423,8 @@ class GenerationStats:
     kept: int  # records in the output now
     resumed_from_requests: int  # requests already done before this call
     resumed_from_records: int
+    settings_changed: list[str] = field(default_factory=list)  # what differed from the output found (started over)
+    superseded: str | None = None  # where that output was moved
     requests: int = 0  # requests processed in this call
     sent: int = 0  # of which answered by the endpoint (not the cache)
     cached: int = 0
@@ -441,6 +461,9 @@ class GenerationStats:
         """One row per figure, for a notebook."""
         rows = {
             "target": self.target, "kept (output)": self.kept, "resumed from requests": self.resumed_from_requests,
+            "reused records (same settings)": self.resumed_from_records,
+            "settings changed (started over)": ", ".join(self.settings_changed) or "-",
+            "previous output moved to": self.superseded or "-",
             "requests": self.requests, "sent": self.sent, "cached": self.cached, "failed": self.failed,
             "replies": self.replies, "truncated replies": self.truncated, "candidates": self.candidates,
             "new records": self.new_records,
@@ -480,10 +503,18 @@ class _Pool:
         return [{"id": self.ids[i], "instruction": self.dedup.texts[i], "rouge_l": round(s, 4)} for i, s in neighbours]
 
 
+def endpoint_params(client: LLMClient) -> dict[str, Any]:
+    """What the endpoint adds to every request's cache key: its model (unless a request names one) and its extra
+    request fields; compared on resume with the recipe's own settings."""
+    return {"endpoint_model": client.model, "extra_body": client.settings.extra_body,
+            "max_tokens_param": client.settings.max_tokens_param}
+
+
 def _output_params(recipe: SelfInstructRecipe, threshold: float, tokens: str, neighbours: int,
-                   neighbour_floor: float | None, filter_name: str | None) -> dict[str, Any]:
+                   neighbour_floor: float | None, filter_name: str | None, client: LLMClient) -> dict[str, Any]:
     return {"recipe": RECIPE, **recipe.params(), "threshold": threshold, "tokens": tokens,
-            "neighbours": neighbours, "neighbour_floor": neighbour_floor, "task_filter": filter_name}
+            "neighbours": neighbours, "neighbour_floor": neighbour_floor, "task_filter": filter_name,
+            **endpoint_params(client)}
 
 
 def generate_self_instruct(
@@ -501,8 +532,10 @@ def generate_self_instruct(
     patience: int = 200,
     flush_every_s: float = 1.0,
     progress: bool = True,
+    supersede_dir: str | os.PathLike[str] | None = None,
 ) -> GenerationStats:
-    """Grow `recipe`'s seeds into exactly `target` instruction records at `out_path` (resuming it if it exists).
+    """Grow `recipe`'s seeds into exactly `target` instruction records at `out_path` (resuming it if it exists; an
+    output made with other settings is refused, or moved into `supersede_dir` and started over).
 
     threshold / tokens: the ROUGE-L filter (keep iff best ROUGE-L against pool + seeds <= threshold).
     neighbours / neighbour_floor: how many nearest pool entries each record keeps in `most_similar` (those scoring
@@ -515,8 +548,8 @@ def generate_self_instruct(
         raise ValueError(f"target must be >= 0, got {target}")
     filter_name = None if task_filter is None else getattr(task_filter, "__qualname__", repr(task_filter))
     out = ResumableOutput(out_path, _output_params(recipe, threshold, tokens, neighbours, neighbour_floor,
-                                                   filter_name), flush_every_s)
-    records, steps = out.open()
+                                                   filter_name, client), flush_every_s)
+    records, steps = out.open(supersede_dir)
     if steps and steps[-1]["rejected"].get("over target") and target > len(records):
         # The last request stopped at a smaller target: process it again (from the cache) so that the candidates
         # it dropped get their chance, exactly as in a run that had the larger target from the start.
@@ -537,7 +570,8 @@ def generate_self_instruct(
     # Kept records enter the pool exactly as `Deduper.add` put them there; no need to score them again.
     pool.dedup.seed(rec["instruction"] for rec in records)
     stats = GenerationStats(target=target, kept=len(records), resumed_from_requests=len(steps),
-                            resumed_from_records=len(records), replay_s=time.perf_counter() - t0)
+                            resumed_from_records=len(records), replay_s=time.perf_counter() - t0,
+                            settings_changed=out.changed, superseded=str(out.superseded) if out.superseded else None)
     grower = _Grower(recipe, pool, out, stats, task_filter, target)
     bar = _progress_bar(progress, target, len(records))
     next_r = len(steps)
@@ -825,5 +859,10 @@ class SelfInstruct:
     @staticmethod
     def run(cfg: SelfInstruct.Config, endpoint: str, stage: Any) -> GenerationStats:
         recipe = SelfInstruct.recipe(cfg, stage.layout.japanese_seeds, stage.cfg.seed)
-        return generate_self_instruct(recipe, stage.client(endpoint), stage.layout.generated, cfg.target,
-                                      threshold=cfg.threshold, tokens=cfg.tokens)
+        stats = generate_self_instruct(recipe, stage.client(endpoint), stage.layout.generated, cfg.target,
+                                       threshold=cfg.threshold, tokens=cfg.tokens,
+                                       supersede_dir=stage.layout.superseded / "generated")
+        if stats.superseded:
+            print(f"settings changed ({', '.join(stats.settings_changed)}): started over; the previous output is "
+                  f"kept in {stats.superseded}")
+        return stats

@@ -42,7 +42,7 @@ import pandas as pd
 
 from jinstruct import paths
 from jinstruct.download import ChecksumError, DownloadError, fetch_checked  # noqa: F401 (errors re-exported)
-from jinstruct.generate.self_instruct import ResumableOutput, in_order
+from jinstruct.generate.self_instruct import ResumableOutput, endpoint_params, in_order
 from jinstruct.io import DataError, atomic_write_text, iter_jsonl, sha256_file, validation_error
 from jinstruct.llm.ledger import estimate_prompt_tokens
 from jinstruct.llm.request import ChatRequest
@@ -204,6 +204,8 @@ class TranslationStats:
     written: int = 0  # records in the output now
     status: dict[str, int] = field(default_factory=dict)  # ok / flagged / failed, this call
     wall_s: float = 0.0
+    settings_changed: list[str] = field(default_factory=list)  # what differed from the output found (started over)
+    superseded: str | None = None  # where that output was moved
 
     @property
     def records_per_s(self) -> float:
@@ -214,6 +216,8 @@ class TranslationStats:
         rows = {"English records": self.total, "processed (all calls)": self.done, "resumed from": self.resumed_from,
                 "processed now": self.processed, "sent": self.sent, "cached": self.cached,
                 "records in output": self.written, **{f"status {k}": v for k, v in sorted(self.status.items())},
+                "settings changed (started over)": ", ".join(self.settings_changed) or "-",
+                "previous output moved to": self.superseded or "-",
                 "wall s": round(self.wall_s, 2), "records/s": round(self.records_per_s, 2)}
         return pd.DataFrame({"value": rows})
 
@@ -231,6 +235,7 @@ def translate_alpaca(
     keep_flagged: bool = True,
     flush_every_s: float = 1.0,
     progress: bool = True,
+    supersede_dir: str | os.PathLike[str] | None = None,
 ) -> TranslationStats:
     """Translate every record into Japanese at `out_path` (resuming it if it exists), in source order.
 
@@ -241,10 +246,11 @@ def translate_alpaca(
     params = {"recipe": RECIPE, "source_sha256": _fingerprint(records), "records": len(records),
               "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(), "model": model,
               "temperature": temperature, "max_tokens": max_tokens, "max_field_chars": max_field_chars,
-              "keep_flagged": keep_flagged}
+              "keep_flagged": keep_flagged, **endpoint_params(client)}
     out = ResumableOutput(out_path, params, flush_every_s)
-    written, steps = out.open()
-    stats = TranslationStats(total=len(records), done=len(steps), resumed_from=len(steps), written=len(written))
+    written, steps = out.open(supersede_dir)
+    stats = TranslationStats(total=len(records), done=len(steps), resumed_from=len(steps), written=len(written),
+                             settings_changed=out.changed, superseded=str(out.superseded) if out.superseded else None)
     t0 = time.perf_counter()
     status: Counter[str] = Counter()
     bar = None
@@ -347,4 +353,5 @@ class TranslateAlpaca:
     def run(cfg: TranslateAlpaca.Config, endpoint: str, stage: Any) -> TranslationStats:
         records = english_alpaca(cfg.english, limit=cfg.english_limit)
         return translate_alpaca(records, stage.client(endpoint), stage.layout.generated, max_tokens=cfg.max_tokens,
-                                max_field_chars=cfg.max_field_chars)
+                                max_field_chars=cfg.max_field_chars,
+                                supersede_dir=stage.layout.superseded / "generated")

@@ -16,8 +16,36 @@ from typing import Any
 import pandas as pd
 
 from jinstruct.judge import metrics as results
-from jinstruct.formats.fastchat import load_pairwise_judgments, load_questions, load_single_judgments
+from jinstruct.formats.fastchat import PairwiseJudgment, SingleJudgment, judgment_key, judgment_lines, load_questions
 from jinstruct.io import DataError
+
+
+def _load(files: list[str], kind: Any) -> list[Any]:
+    """Every judgment of the files. A game judged twice (two lines with one key, in one file or two: a re-run, a
+    retried error) counts once, by its last line, as FastChat's loader does; each such line is named on stderr,
+    never dropped silently. A file without a judgment is an error naming it."""
+    seen: dict[tuple[Any, ...], tuple[str, int]] = {}
+    out: list[PairwiseJudgment | SingleJudgment] = []
+    replaced = []
+    for f in files:
+        rows = judgment_lines(f, kind)
+        if not rows:
+            raise DataError(f, None, None, f"no {kind} judgments in the file")
+        for line, j in rows:
+            key = judgment_key(j)
+            if key in seen:
+                first_file, first_line = seen[key]
+                where = f"line {first_line}" + ("" if first_file == f else f" of {first_file}")
+                what = f"{j.model_1} vs {j.model_2}" if isinstance(j, PairwiseJudgment) else j.model
+                replaced.append(f"{f}, line {line}: question {j.question_id!r} turn {j.turn} ({what}) by "
+                                f"{j.judge[0]} was judged before ({where}); this later line counts")
+            seen[key] = (f, line)
+            out.append(j)
+    for note in replaced[:20]:
+        print(f"note: {note}", file=sys.stderr)
+    if len(replaced) > 20:
+        print(f"note: ... and {len(replaced) - 20} more games judged more than once", file=sys.stderr)
+    return out
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -34,16 +62,17 @@ def _categories(args: argparse.Namespace) -> dict[str, str] | None:
     return results.categories_of(load_questions(args.questions)) if args.questions else None
 
 
-def _one_judge(frame: pd.DataFrame, judge: str | None) -> tuple[pd.DataFrame, str]:
+def _one_judge(frame: pd.DataFrame, judge: str | None, files: list[str]) -> tuple[pd.DataFrame, str]:
+    names = ", ".join(files)
+    if frame.empty:
+        raise ValueError(f"no judgments in {names}")
     judges = sorted(frame["judge_model"].unique())
     if judge is not None:
         if judge not in judges:
-            raise ValueError(f"judge {judge!r} not in the files; judges: {judges}")
+            raise ValueError(f"judge {judge!r} not in {names}; judges: {judges}")
         frame = frame[frame["judge_model"] == judge]
     elif len(judges) > 1:
-        raise ValueError(f"the files hold several judges {judges}: choose one with --judge")
-    if frame.empty:
-        raise ValueError("no judgments in the files")
+        raise ValueError(f"{names} hold several judges {judges}: choose one with --judge")
     return frame, judges[0] if judge is None else judge
 
 
@@ -70,8 +99,9 @@ def _emit(args: argparse.Namespace, header: dict[str, Any], tables: dict[str, pd
 
 
 def _pairwise(args: argparse.Namespace) -> int:
-    judgments = [j for f in args.files for j in load_pairwise_judgments(f)]
-    games, judge = _one_judge(results.pairwise_frame(judgments, _categories(args), args.semantics), args.judge)
+    judgments = _load(args.files, "pairwise")
+    games, judge = _one_judge(results.pairwise_frame(judgments, _categories(args), args.semantics), args.judge,
+                              args.files)
     games = _by_turn(games, args.turn)
     kw = {"rounds": args.rounds, "seed": args.seed, "level": args.level}
     tables = {"overall": results.pairwise_summary(games, args.baseline, **kw)}
@@ -88,8 +118,9 @@ def _pairwise(args: argparse.Namespace) -> int:
 
 
 def _single(args: argparse.Namespace) -> int:
-    judgments = [j for f in args.files for j in load_single_judgments(f)]
-    scores, judge = _one_judge(results.single_frame(judgments, _categories(args), args.semantics), args.judge)
+    judgments = _load(args.files, "single")
+    scores, judge = _one_judge(results.single_frame(judgments, _categories(args), args.semantics), args.judge,
+                               args.files)
     scores = _by_turn(scores, args.turn)
     kw = {"rounds": args.rounds, "seed": args.seed, "level": args.level}
     tables = {"overall": results.mean_scores(scores, ["model"], **kw)}
@@ -105,8 +136,8 @@ def _single(args: argparse.Namespace) -> int:
 
 
 def _ratings(args: argparse.Namespace) -> int:
-    judgments = [j for f in args.files for j in load_pairwise_judgments(f)]
-    games, judge = _one_judge(results.pairwise_frame(judgments, semantics=args.semantics), args.judge)
+    judgments = _load(args.files, "pairwise")
+    games, judge = _one_judge(results.pairwise_frame(judgments, semantics=args.semantics), args.judge, args.files)
     games = _by_turn(games, args.turn)
     table = results.bt_ratings(games, anchor=args.anchor, anchor_rating=args.anchor_rating, rounds=args.rounds,
                                seed=args.seed, level=args.level)

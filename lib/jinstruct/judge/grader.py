@@ -165,13 +165,18 @@ class Grader:
     prompts: Mapping[str, JudgePrompt] = field(default_factory=load_prompts)
 
     def ask(self, inputs: Sequence[JudgeInput], kind: Kind, desc: str = "judge",
-            tags: Sequence[str] | None = None, settled: Callable[[int, Asked], None] | None = None) -> list[Asked]:
+            tags: Sequence[str] | None = None, settled: Callable[[int, Asked], None] | None = None,
+            rounds: Sequence[int] | None = None) -> list[Asked]:
         """Ask the judge about every input until its verdict reads or `max_attempts` are spent; `settled(i, asked)`
-        is called as each input is decided (in the order replies arrive). Returns one `Asked` per input."""
+        is called as each input is decided (in the order replies arrive). Returns one `Asked` per input.
+
+        `rounds[i]` gives input i that many rounds of `max_attempts` (default 1): an input recorded as an error
+        before is judged again through the attempts it made then (answered by the cache) and one new round."""
         check_prompts(inputs, kind, self.settings.mode)
         asked = [Asked(inp, kind) for inp in inputs]
+        limits = [self.settings.max_attempts * (rounds[i] if rounds is not None else 1) for i in range(len(inputs))]
         pending = list(range(len(inputs)))
-        for attempt in range(self.settings.max_attempts):
+        for attempt in range(max(limits, default=0)):
             if not pending:
                 break
             label = desc if attempt == 0 else f"{desc} (retry {attempt})"
@@ -186,7 +191,7 @@ class Grader:
                                           a.input.prompt.scale)
                 a.ok = a.verdict.ok  # the record is made from the reply, so the reply alone decides
                 a.reason = "" if a.ok else "; ".join(x for x in (a.verdict.error, failure) if x)
-                if not a.ok and attempt + 1 < self.settings.max_attempts:
+                if not a.ok and attempt + 1 < limits[i]:
                     again.append(i)
                 elif settled is not None:
                     settled(i, a)

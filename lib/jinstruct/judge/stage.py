@@ -27,6 +27,11 @@ class Judging:
     single: JudgeReport | None = None
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
+    @property
+    def errors(self) -> int:
+        """Judgments of this run recorded as errors in the files now (`judge.retry_errors` judges them again)."""
+        return sum(r.errors_left for r in (self.pairwise, self.single) if r is not None)
+
 
 def judge_prompts(section: Any) -> dict[str, JudgePrompt]:
     """The judge prompts `section.prompts` names: a file, a benchmark's own prompts, or (None) the project's."""
@@ -61,14 +66,16 @@ def judging_requests(section: Any, pairs: list[PairTask], singles: list[SingleTa
 
 
 def run_judging(section: Any, client: Any, questions: list[Question], references: dict[Any, Answer],
-                answers_dir: Path, out_dir: Path, seed: int = 0) -> Judging:
+                answers_dir: Path, out_dir: Path, seed: int = 0, superseded_dir: Path | None = None) -> Judging:
     """Judge every model with answers in `answers_dir` as `section` (a `settings.JudgeSection`) says, into
-    `<out_dir>/<judge>_pair.jsonl` and `<judge>_single.jsonl` (resuming), and compute the result tables."""
+    `<out_dir>/<judge>_pair.jsonl` and `<judge>_single.jsonl` (resuming what was judged under the same settings;
+    the lines replaced go to `superseded_dir`), and compute the result tables."""
     pairs, singles = plan_judging(section, questions, references, answers_dir)
     judge = section.name or client.settings.model_name()
     common = dict(mode=section.mode, max_tokens=section.max_tokens, max_attempts=section.max_attempts,
                   max_reasoning_chars=section.max_reasoning_chars, judge_name=judge, seed=seed,
-                  rule=section.verdict_rule)
+                  rule=section.verdict_rule, retry_errors=getattr(section, "retry_errors", False),
+                  superseded_dir=superseded_dir)
     result = Judging(judge)
     cats = categories_of(questions)
     rounds = section.bootstrap_rounds

@@ -117,7 +117,9 @@ async def run_batch(client: BatchHost, requests: list[ChatRequest], bar: Any) ->
                 results[i] = ChatResult(request=req, index=i, error=why, calls=calls[i], key=key)
         ordered = [results[i] for i in range(len(requests))]
         for r in ordered:
-            client.ledger.count(cached=r.cached, failed=r.error is not None, truncated=r.truncated, calls=r.calls,
+            if r.calls:  # the money of answered requests was booked as it came (`_take`); these are the submissions
+                client.ledger.book_call(r.model or client.model, ok=r.error is None, calls=r.calls)
+            client.ledger.count(cached=r.cached, failed=r.error is not None, truncated=r.truncated,
                                 invalid=invalid[r.index], saved_usd=r.cost_usd if r.cached else 0.0, model=r.model)
         if bar is not None:
             bar.update(len(ordered))
@@ -290,9 +292,8 @@ def _take(client: BatchHost, line: dict[str, Any], sent: dict[str, dict[str, Any
             canonical = found.canonical.get(key) or json.dumps({"body": payload}, sort_keys=True, ensure_ascii=False)
             client.cache.put(key, payload["model"], canonical, body)
             price = client.settings.pricing.get(payload["model"])
-            client.ledger.record.cost_usd += cost_usd(price, pt, ct, client.settings.batch_discount)
-            client.ledger.record.prompt_tokens += pt
-            client.ledger.record.completion_tokens += ct
+            client.ledger.book_call(payload["model"], ok=True, prompt_tokens=pt, completion_tokens=ct,
+                                    cost=cost_usd(price, pt, ct, client.settings.batch_discount), calls=0)
             found.fresh.add(key)
         return
     error = line.get("error") or (response.get("body") or {}).get("error") or {}

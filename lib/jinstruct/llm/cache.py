@@ -3,14 +3,23 @@
 Each answer is committed on its own as it arrives, so a killed process loses only what was in flight;
 SQLite's journal keeps the file whole whatever the moment of the kill. The first answer stored under a
 key wins, so several processes racing on one request all end up reading the same answer.
+
+Leases keep two processes from paying for one request (two runs of a sweep sharing the cache): before sending,
+a client takes the request's lease (a row with its owner, host, pid and an expiry); a client that finds the
+lease held by another live process waits for that answer instead of sending the request again. A lease ends when
+the answer is stored or the sender gives up, and is taken over when it expires or its holder, on this host, has
+died (a killed run never blocks the next one).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +35,25 @@ CREATE TABLE IF NOT EXISTS responses (
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+);
 """
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def default_cache_path() -> Path:
@@ -47,7 +73,9 @@ class ResponseCache:
         self._db.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode: a committed answer survives any process kill; only a power cut may drop the last few.
         self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
+        self.owner = uuid.uuid4().hex
+        self._host, self._pid = socket.gethostname(), os.getpid()
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -68,10 +96,34 @@ class ResponseCache:
                int(usage.get("completion_tokens") or 0), time.time())
         with self._lock:
             cur = self._db.execute("INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+            self._db.execute("DELETE FROM leases WHERE key = ?", (key,))
             if cur.rowcount == 1:
                 return response
             kept = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
         return json.loads(kept[0])
+
+    def lease(self, key: str, ttl_s: float) -> bool:
+        """Take (or renew) the lease on `key` for `ttl_s` seconds: True when this cache now holds it, False while
+        another live holder does (wait for its answer). Call it before sending a request that is not cached."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT owner, host, pid, expires_at FROM leases WHERE key = ?",
+                                       (key,)).fetchone()
+                free = (row is None or row[0] == self.owner or row[3] < now
+                        or (row[1] == self._host and not _alive(row[2])))
+                if free:
+                    self._db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?)",
+                                     (key, self.owner, self._host, self._pid, now + ttl_s))
+            finally:
+                self._db.execute("COMMIT")
+        return free
+
+    def release(self, key: str) -> None:
+        """Give up the lease on `key` (the request failed: another process may try it)."""
+        with self._lock:
+            self._db.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, self.owner))
 
     def __len__(self) -> int:
         with self._lock:

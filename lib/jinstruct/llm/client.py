@@ -4,6 +4,12 @@ All network work runs on one event loop in a worker thread that the client owns,
 work anywhere (a script, or a Jupyter cell whose event loop is already running) and the async methods
 can be awaited from any loop. Each answer is looked up in the cache before anything is sent, and
 committed to it as soon as it arrives.
+
+A request is paid once. Identical requests in flight together in one client (two models gave the same answer, so
+the judge sees the same prompt twice) share one call. Across processes sharing the cache, the cache's lease on the
+request makes a second process wait for the first one's answer. A call on the wire when its caller stops waiting
+(a stream closed early, a budget stop, an interrupt) is let finish: its answer is cached and its cost booked, so
+nothing the endpoint charged for is lost; it is only not retried.
 """
 
 from __future__ import annotations
@@ -14,16 +20,17 @@ import concurrent.futures
 import queue
 import threading
 import weakref
+from dataclasses import dataclass
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sized
 from pathlib import Path
-from typing import Any, Self, TypeVar, cast
+from typing import Any, NamedTuple, Self, TypeVar, cast
 
 import openai
 from tqdm.auto import tqdm
 
 from jinstruct.llm.cache import ResponseCache, default_cache_path
 from jinstruct.llm.ledger import BudgetExceeded, Estimate, Ledger, cost_usd, estimate_prompt_tokens
-from jinstruct.llm.limits import RateLimiter, backoff_s
+from jinstruct.llm.limits import RateLimiter, RetryAfterTooLong, backoff_s
 from jinstruct.formats.layout import RunLayout
 from jinstruct.llm.batch import run_batch
 from jinstruct.llm.request import ChatRequest, ChatResult, MalformedReply, Usage, build_payload, parse_body, request_key
@@ -46,6 +53,24 @@ Poster = AiohttpPoster | OpenAIPoster | SpreadPoster
 
 RETRYABLE_STATUS = {408, 409, 429}
 _END = object()
+
+
+class _Outcome(NamedTuple):
+    """What fetching one attempt gave: the answer kept in the cache (None: failed), the HTTP calls made for it by
+    this caller, and why it failed."""
+
+    body: dict[str, Any] | None
+    calls: int
+    error: str | None
+
+
+@dataclass
+class _Fetch:
+    """One attempt being fetched, shared by every caller in this client that asks for the same cache key."""
+
+    task: asyncio.Task[_Outcome] | None = None
+    waiters: int = 0  # callers awaiting it; at 0 no new call is started (one on the wire is let finish)
+    on_wire: bool = False
 
 class _LoopThread:
     """An event loop running forever in a daemon thread."""
@@ -112,6 +137,7 @@ class LLMClient:
         self._poster: Poster | None = None
         self._open_lock: asyncio.Lock | None = None
         self._runner: _LoopThread | None = None
+        self._fetches: dict[str, _Fetch] = {}  # cache key -> the attempt in flight (in-process merging)
         self._rpm = RateLimiter(settings.requests_per_minute) if settings.requests_per_minute else None
         self._tpm = RateLimiter(settings.tokens_per_minute) if settings.tokens_per_minute else None
         self._closed = False
@@ -209,16 +235,16 @@ class LLMClient:
         return self.prepare(request, attempt)
 
     def close(self) -> None:
-        """Write the ledger, close connections and the cache."""
+        """Let the calls on the wire finish (cached and booked), write the ledger, close connections and the cache."""
         if self._closed:
             return
         self._closed = True
-        self.ledger.save()
         if self._runner is not None:
             try:
                 self._runner.run(self._aclose())
             finally:
                 self._runner.stop()
+        self.ledger.close()
         self.cache.close()
 
     def __enter__(self) -> Self:
@@ -279,6 +305,13 @@ class LLMClient:
         return self._poster
 
     async def _aclose(self) -> None:
+        fetches = list(self._fetches.values())
+        for f in fetches:
+            if not f.on_wire and f.task is not None:
+                f.task.cancel()  # nothing sent yet: nothing to pay for
+        tasks = [f.task for f in fetches if f.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.settings.timeout_s + 5)
         if self._poster is not None:
             await self._poster.close()
         for oai in self._oais:
@@ -365,11 +398,11 @@ class LLMClient:
             key, canonical, payload = prepared if attempt == first else self.prepare(req, attempt)
             body = None if attempt == first else self.cache.get(key)
             if body is None:
-                sent, n, error = await self._send(req, payload)
-                calls += n
-                if sent is None:
-                    return ChatResult(request=req, index=index, error=error, calls=calls, key=key), invalid
-                body = self.cache.put(key, payload["model"], canonical, sent[0], raw=sent[1])
+                outcome = await self._fetch(req, key, canonical, payload)
+                calls += outcome.calls
+                if outcome.body is None:
+                    return ChatResult(request=req, index=index, error=outcome.error, calls=calls, key=key), invalid
+                body = outcome.body
             result, problem = self.make_result(index, req, key, body, cached=calls == 0, calls=calls)
             if problem is None:
                 return result, invalid
@@ -378,8 +411,45 @@ class LLMClient:
         assert last is not None
         return self.invalid(last[0], last[1]), invalid
 
-    async def _send(self, req: ChatRequest, payload: dict[str, Any]) -> tuple[tuple[dict[str, Any], bytes] | None, int, str | None]:
-        """POST one payload with retries: ((body, raw body), calls made, None) or (None, calls made, why it failed)."""
+    async def _fetch(self, req: ChatRequest, key: str, canonical: str, payload: dict[str, Any]) -> _Outcome:
+        """The answer to one attempt: joined with the same attempt already in flight in this client, else sent. A
+        caller that joins made no call (calls=0); a cancelled caller leaves the shared attempt running."""
+        fetch = self._fetches.get(key)
+        leader = fetch is None
+        if fetch is None:
+            fetch = self._fetches[key] = _Fetch()
+            fetch.task = asyncio.get_running_loop().create_task(self._send(req, key, canonical, payload, fetch))
+            fetch.task.add_done_callback(lambda t, k=key, f=fetch: self._fetch_done(t, k, f))
+        assert fetch.task is not None
+        fetch.waiters += 1
+        try:
+            outcome = await asyncio.shield(fetch.task)
+        finally:
+            fetch.waiters -= 1
+        return outcome if leader else outcome._replace(calls=0)
+
+    def _fetch_done(self, task: asyncio.Task[_Outcome], key: str, fetch: _Fetch) -> None:
+        if self._fetches.get(key) is fetch:
+            del self._fetches[key]
+        if not task.cancelled():
+            task.exception()  # seen here when every caller had gone (a budget stop after a stream closed)
+
+    async def _claim(self, key: str, ttl_s: float) -> dict[str, Any] | None:
+        """Take the cache's lease on `key` (None: send it now); while another process holds it, wait for its answer
+        and return that."""
+        delay = 0.02
+        while True:
+            body = self.cache.get(key)
+            if body is not None:
+                return body
+            if self.cache.lease(key, ttl_s):
+                return None
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 0.5)
+
+    async def _send(self, req: ChatRequest, key: str, canonical: str, payload: dict[str, Any], fetch: _Fetch) -> _Outcome:
+        """POST one attempt with retries, under the cache's lease; the answer is cached and every call booked as it
+        ends. Raises BudgetExceeded when the budget stops it."""
         s = self.settings
         poster = await self._open()
         model = payload["model"]
@@ -389,45 +459,64 @@ class LLMClient:
         max_completion = (req.max_tokens or s.default_max_tokens or 0) * req.n
         if s.budget_usd is not None and not max_completion:
             raise ValueError("budget_usd needs max_tokens (on the request or default_max_tokens) to bound each request's cost")
+        lease_s = s.timeout_s + s.backoff_max_s + 30.0
         calls = 0
         why = ""
-        for retry in range(s.max_retries + 1):
-            if self._rpm is not None:
-                await self._rpm.acquire(1)
-            if self._tpm is not None:
-                await self._tpm.acquire(estimated + max_completion)
-            reserved = cost_usd(price, estimated * self.ledger.prompt_scale(), max_completion)
-            await self.ledger.reserve(reserved)
-            calls += 1
-            actual, headers = 0.0, None
-            usage: dict[str, Any] = {}
-            try:
-                async with asyncio.timeout(s.timeout_s):
-                    content = await poster.post(payload)
-                body = parse_body(content, req.n)
-                if price is None and not s.is_embedded and model not in self.ledger.record.unpriced_models:
-                    self.ledger.record.unpriced_models.append(model)
-                usage = body.get("usage") or {}
-                actual = cost_usd(price, usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
-                if metered:
-                    self.ledger.learn_prompt(estimated, usage.get("prompt_tokens") or 0)
-                return (body, content), calls, None
-            except CallFailed as e:
-                why = self._redact(str(e))
-                if e.status is not None and e.status not in RETRYABLE_STATUS and e.status < 500:
-                    return None, calls, why
-                headers = e.headers
-            except TimeoutError:
-                why = f"timed out after {s.timeout_s:g} s"
-            except MalformedReply as e:
-                why = str(e)
-            finally:
-                await self.ledger.settle(reserved, actual, int(usage.get("prompt_tokens") or 0),
-                                         int(usage.get("completion_tokens") or 0))
-            self.ledger.record.failed_calls += 1
-            if retry < s.max_retries:
-                await asyncio.sleep(backoff_s(retry, s.backoff_base_s, s.backoff_max_s, headers))
-        return None, calls, f"{why} (gave up after {calls} attempts)"
+        try:
+            for retry in range(s.max_retries + 1):
+                if fetch.waiters == 0:
+                    return _Outcome(None, calls, (f"{why}; " if why else "") + "not sent again: nobody waits for it")
+                other = await self._claim(key, lease_s)
+                if other is not None:  # another process sent it meanwhile
+                    return _Outcome(other, calls, None)
+                if self._rpm is not None:
+                    await self._rpm.acquire(1)
+                if self._tpm is not None:
+                    await self._tpm.acquire(estimated + max_completion)
+                reserved = cost_usd(price, estimated * self.ledger.prompt_scale(), max_completion)
+                await self.ledger.reserve(reserved)
+                calls += 1
+                headers = None
+                fetch.on_wire = True
+                try:
+                    async with asyncio.timeout(s.timeout_s):
+                        content = await poster.post(payload)
+                    body = parse_body(content, req.n)
+                    if price is None and not s.is_embedded and model not in self.ledger.record.unpriced_models:
+                        self.ledger.record.unpriced_models.append(model)
+                    usage = body.get("usage") or {}
+                    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                    completion_tokens = int(usage.get("completion_tokens") or 0)
+                    self.ledger.book_call(model, ok=True, prompt_tokens=prompt_tokens,
+                                          completion_tokens=completion_tokens,
+                                          cost=cost_usd(price, prompt_tokens, completion_tokens))
+                    if metered:
+                        self.ledger.learn_prompt(estimated, prompt_tokens)
+                    return _Outcome(self.cache.put(key, model, canonical, body, raw=content), calls, None)
+                except CallFailed as e:
+                    self.ledger.book_call(model, ok=False)
+                    why = self._redact(str(e))
+                    if e.status is not None and e.status not in RETRYABLE_STATUS and e.status < 500:
+                        return _Outcome(None, calls, why)
+                    headers = e.headers
+                except TimeoutError:
+                    self.ledger.book_call(model, ok=False)
+                    why = f"timed out after {s.timeout_s:g} s"
+                except MalformedReply as e:
+                    self.ledger.book_call(model, ok=False)
+                    why = str(e)
+                finally:
+                    fetch.on_wire = False
+                    await self.ledger.settle(reserved)
+                if retry < s.max_retries:
+                    try:
+                        wait = backoff_s(retry, s.backoff_base_s, s.backoff_max_s, headers)
+                    except RetryAfterTooLong as e:
+                        return _Outcome(None, calls, f"{why}; {e}")
+                    await asyncio.sleep(wait)
+            return _Outcome(None, calls, f"{why} (gave up after {calls} attempts)")
+        finally:
+            self.cache.release(key)
 
     async def _results(self, requests: Iterable[ChatRequest], bar: Any, window: asyncio.Semaphore | None) -> AsyncIterator[ChatResult]:
         """Results as they complete: cache hits at once, the rest through at most `concurrency` calls."""
@@ -447,7 +536,7 @@ class LLMClient:
             nonlocal answered
             answered += 1
             self.ledger.count(cached=result.cached, failed=result.error is not None, truncated=result.truncated,
-                              calls=result.calls, invalid=invalid, saved_usd=result.cost_usd if result.cached else 0.0,
+                              invalid=invalid, saved_usd=result.cost_usd if result.cached else 0.0,
                               model=result.model)
             if bar is not None:
                 bar.update(1)
@@ -502,6 +591,9 @@ class LLMClient:
             if bar is not None:
                 bar.close()
         if budget_error is not None:
+            # a list's every request is known: those never taken are cut by the stop too
+            self.ledger.cut_by_budget((len(requests) if isinstance(requests, Sized) else index) - answered)
+            self.ledger.save()
             raise BudgetExceeded(self.ledger.stop_message(answered, index))
 
     def _tokens(self) -> int:

@@ -9,9 +9,6 @@ from collections.abc import Mapping
 
 from aiolimiter import AsyncLimiter
 
-MAX_RETRY_AFTER_S = 300.0
-
-
 class RateLimiter:
     """A per-minute limit (requests, or tokens) as aiolimiter's leaky bucket holding one second's worth (at least
     one unit), so the pace is smooth rather than a burst at the top of each minute. An `amount` above the bucket
@@ -53,10 +50,30 @@ def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
+class RetryAfterTooLong(Exception):
+    """The server asked for a longer wait than the client's `backoff_max_s`: the call gives up instead of stalling."""
+
+    def __init__(self, wait_s: float, header: str, max_s: float):
+        super().__init__(f"the server asked to retry after {header} (about {wait_s:,.0f} s), more than backoff_max_s="
+                         f"{max_s:g} s: gave up on this request (raise backoff_max_s to wait that long)")
+        self.wait_s = wait_s
+
+
+def _retry_after_header(headers: Mapping[str, str]) -> str:
+    for name in ("retry-after-ms", "retry-after"):
+        if headers.get(name) is not None:
+            return f"'{name}: {headers[name]}'"
+    return "''"
+
+
 def backoff_s(retry: int, base_s: float, max_s: float, headers: Mapping[str, str] | None = None) -> float:
-    """Seconds before retry number `retry` (0-based): the server's Retry-After if it gave one (up to 5 minutes),
-    else exponential backoff base * 2**retry capped at max_s, with jitter in [50%, 100%]."""
+    """Seconds before retry number `retry` (0-based): the server's Retry-After if it gave one, else exponential
+    backoff base * 2**retry capped at max_s, with jitter in [50%, 100%]. A Retry-After above max_s raises
+    RetryAfterTooLong, which quotes the server's value: a run never sleeps longer than max_s between tries."""
     server = retry_after_s(headers)
     if server is not None:
-        return min(server, MAX_RETRY_AFTER_S)
+        if server > max_s:
+            assert headers is not None
+            raise RetryAfterTooLong(server, _retry_after_header(headers), max_s)
+        return server
     return min(max_s, base_s * 2.0**retry) * random.uniform(0.5, 1.0)

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from jinstruct.run.config import ConfigError
+from jinstruct.run.lock import RunLocked
 from jinstruct.run.runner import StageFailed, run
 from jinstruct.run.sweep import execute, load_sweep, summary_table
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM ends the runner as Ctrl-C does: the kernel is shut down and the run lock released on the way out."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def _run(args: argparse.Namespace) -> int:
+    _exit_on_sigterm()
     try:
         run(args.config, args.set, stages=args.stages, name=args.name, force=args.force,
+            retry_errors=args.retry_errors, reset_budget=args.reset_budget,
             **({"runs_dir": Path(args.runs_dir)} if args.runs_dir else {}),
             **({"notebooks_dir": Path(args.notebooks)} if args.notebooks else {}))
-    except (ConfigError, StageFailed, ValueError) as e:
+    except (ConfigError, StageFailed, RunLocked, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
@@ -41,6 +52,10 @@ def register_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--stages", help="which notebooks: 01-06, 02, 01,03 (default: the config's `stages`, else all)")
     r.add_argument("--name", help="run name (default: the config's name); results land in runs/<name>/")
     r.add_argument("--force", action="store_true", help="re-run stages even when unchanged")
+    r.add_argument("--retry-errors", action="store_true",
+                   help="re-run the stages that ended 'ok with N errors', re-sending the judgments recorded as errors")
+    r.add_argument("--reset-budget", action="store_true",
+                   help="give each stage run a fresh budget_usd (by default a budget counts every attempt)")
     r.add_argument("--runs-dir", help="where run folders go (default: <project>/runs/)")
     r.add_argument("--notebooks", help="folder of numbered notebooks (default: <project>/notebooks/)")
     r.set_defaults(func=_run)

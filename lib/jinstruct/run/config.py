@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
-
+from pydantic_core import PydanticCustomError
 
 
 class ConfigError(ValueError):
@@ -58,6 +58,19 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | list[str] 
     return data
 
 
+def reference_error(key: str, problem: str) -> PydanticCustomError:
+    """An error of a model validator about the value at dotted `key` (not at the model itself): `validate` reports
+    it with that key and its line."""
+    return PydanticCustomError("config_reference", "{problem}", {"key": key, "problem": problem})
+
+
+def _loc(err: Any) -> tuple[Any, ...]:
+    key = (err.get("ctx") or {}).get("key") if err["type"] == "config_reference" else None
+    if key is None:
+        return tuple(err["loc"])
+    return tuple(int(p) if p.isdigit() else p for p in key.split("."))
+
+
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     """The 1-based line of a dotted location in a composed YAML document, as deep as it exists."""
     node, line = root, None
@@ -82,13 +95,14 @@ def validate(model: type[BaseModel], data: dict[str, Any], source: str, yaml_roo
     except ValidationError as e:
         problems = []
         for err in e.errors():
-            key = ".".join(str(p) for p in err["loc"])
+            loc = _loc(err)
+            key = ".".join(str(p) for p in loc)
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             origin = source
             if overridden and any(key == o or key.startswith(o + ".") for o in overridden):
                 origin = f"{source} (override)"
             else:
-                line = _line_of(yaml_root, err["loc"])
+                line = _line_of(yaml_root, loc) if len(loc) else None
                 if line is not None:
                     origin = f"{source}, line {line}"
             problems.append(f"{origin}: key '{key}': {msg}")

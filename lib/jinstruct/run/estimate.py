@@ -174,7 +174,7 @@ def _main(args: argparse.Namespace) -> int:
         if args.name is None:
             config_name = load_config(args.config, overrides).name
         runs = Path(args.runs_dir) if args.runs_dir else runs_dir()
-        st = Stage.open("estimate", args.config, runs / (args.name or config_name), overrides)
+        st = Stage.open("estimate", args.config, runs / (args.name or config_name), overrides, exclusive=False)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

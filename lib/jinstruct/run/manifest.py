@@ -24,7 +24,8 @@ KEY_PACKAGES = ("jinstruct", "torch", "transformers", "peft", "trl", "accelerate
                 "openai", "papermill", "jupytext", "rapidfuzz", "fugashi", "xgrammar", "numpy", "pandas")
 
 # files of the run folder that are records of the run, not outputs of a stage
-NOT_OUTPUTS = ("manifest.json", "run.log", "config.yaml", "notebooks/", "ledger/", "batches/")
+NOT_OUTPUTS = ("manifest.json", "run.log", "run.lock", "config.yaml", "notebooks/", "ledger/", "batches/",
+               "superseded/")
 
 
 def git_state(repo: Path | None = None) -> dict[str, Any]:

@@ -1,10 +1,17 @@
 """Run the numbered notebooks in order with papermill, keep each executed notebook, and resume.
 
-`python -m jinstruct run --config FILE [--set k=v ...] [--stages 01-06] [--name RUN] [--force]`
+`python -m jinstruct run --config FILE [--set k=v ...] [--stages 01-06] [--name RUN] [--force] [--retry-errors]
+[--reset-budget]`
 
 Each notebook gets `config_path`, `run_dir` and `overrides` as papermill parameters and keeps its executed copy under
 `runs/<name>/notebooks/`. A stage whose fingerprint (resolved config, notebook source, and the files that earlier
 stages of the run wrote) is unchanged since it succeeded is skipped; `--force` runs it again.
+
+A run holds `run.lock` while it runs (a second runner on the same run refuses and names the holder), and its kernels
+die with it. A stage's ledger is never deleted: its LLM spend, and its `budget_usd`, count every attempt
+(`--reset-budget` starts a fresh budget). A stage's outputs are every file its completed work produced since its last
+success, over all the attempts it took. A stage that reports errors left in its outputs (judgments recorded as
+errors) ends "ok with N errors"; `--retry-errors` runs such stages again with `judge.retry_errors`.
 """
 
 from __future__ import annotations
@@ -26,8 +33,11 @@ import nbformat
 from jinstruct import paths
 from jinstruct.formats.layout import RunLayout
 from jinstruct.io import atomic_write_text, read_json, sha256_file
+from jinstruct.llm.ledger import load_ledger, reset_budget
 from jinstruct.run import manifest as mf
 from jinstruct.run.config import dump_config, parse_override
+from jinstruct.run.kernel import TiedKernelManager
+from jinstruct.run.lock import HELD_BY_ENV, RunLock
 from jinstruct.run.schema import load_config
 
 STAGE_RE = re.compile(r"^(\d\d)_[\w-]+\.ipynb$")
@@ -40,8 +50,30 @@ class StageFailed(RuntimeError):
 @dataclass
 class StageOutcome:
     stage: str
-    status: str  # ok | skipped | failed
+    status: str  # ok | ok with N errors | skipped | failed
     seconds: float
+
+
+def succeeded(entry: dict[str, Any]) -> bool:
+    """The manifest entry of a stage that ran to its end ("ok", or "ok with N errors")."""
+    return str(entry.get("status", "")).startswith("ok")
+
+
+def stage_status(errors: int) -> str:
+    return "ok" if not errors else f"ok with {errors} error{'s' if errors != 1 else ''}"
+
+
+def read_errors(path: Path) -> int:
+    """The errors a stage reported (`Stage.report_errors`), 0 when it reported none."""
+    return int(read_json(path).get("errors", 0)) if path.exists() else 0
+
+
+def attempt_baseline(run_dir: Path, prev: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """The run folder as it was before the stage's current work began: when its last attempt did not end (killed)
+    or failed, as it was before that attempt, so that what the earlier attempts wrote counts as this stage's output."""
+    if not succeeded(prev) and "baseline" in prev:
+        return {rel: (int(v[0]), int(v[1])) for rel, v in prev["baseline"].items()}
+    return mf.snapshot(run_dir)
 
 
 def discover(notebooks_dir: Path | None = None) -> list[Path]:
@@ -106,7 +138,7 @@ def _now() -> str:
 class Runner:
     def __init__(self, config_path: str | Path, overrides: list[str] | None = None, name: str | None = None,
                  notebooks_dir: Path | None = None, runs_dir: Path | None = None, force: bool = False,
-                 kernel_name: str | None = None, log=print):
+                 kernel_name: str | None = None, log=print, retry_errors: bool = False, reset_budget: bool = False):
         self.config_path = Path(config_path).resolve()
         self.overrides = overrides_dict(overrides)
         self.cfg = load_config(self.config_path, self.overrides)
@@ -116,6 +148,8 @@ class Runner:
         self.notebooks_dir = notebooks_dir if notebooks_dir is not None else paths.notebooks_dir()
         self.root = paths.project_root()
         self.force = force
+        self.retry_errors = retry_errors
+        self.reset_budget = reset_budget
         self.kernel_name = kernel_name
         self._log = log
         self.secrets = mf.secret_values()
@@ -129,6 +163,17 @@ class Runner:
     def run(self, stages: str | None = None) -> list[StageOutcome]:
         notebooks = select(discover(self.notebooks_dir), stages or self.cfg.stages)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.layout.lock) as lock:
+            if lock.stale:
+                self.log(f"run {self.name}: took over the lock of a runner that is gone (pid {lock.stale.get('pid')}"
+                         f" on {lock.stale.get('host')}, started {lock.stale.get('started')})")
+            os.environ[HELD_BY_ENV] = str(self.layout.lock)  # the kernels run under this lock
+            try:
+                return self._run_locked(notebooks)
+            finally:
+                os.environ.pop(HELD_BY_ENV, None)
+
+    def _run_locked(self, notebooks: list[Path]) -> list[StageOutcome]:
         resolved = dump_config(self.cfg)
         atomic_write_text(self.layout.config, resolved)
         manifest = mf.load(self.run_dir)
@@ -148,48 +193,63 @@ class Runner:
         stage = nb.stem
         fp = fingerprint(resolved, nb, upstream_outputs(manifest, stage))
         prev = manifest["stages"].get(stage, {})
-        if (not self.force and prev.get("status") == "ok" and prev.get("fingerprint") == fp
+        retry = self.retry_errors and bool(prev.get("errors"))
+        if (not self.force and not retry and succeeded(prev) and prev.get("fingerprint") == fp
                 and outputs_intact(self.run_dir, prev)):
-            self.log(f"[{stage}] unchanged since {prev.get('end')}: skipped (--force runs it again)")
+            self.log(f"[{stage}] unchanged since {prev.get('end')} ({prev.get('status')}): skipped "
+                     "(--force runs it again" + (", --retry-errors re-sends its errors)" if prev.get("errors") else ")"))
             return StageOutcome(stage, "skipped", 0.0)
 
         executed = self.layout.executed_notebook(nb.name)
+        before = attempt_baseline(self.run_dir, prev)
         entry: dict[str, Any] = {"notebook": nb.name,
                                  "executed": self.layout.relative(executed), "fingerprint": fp,
-                                 "start": _now(), "status": "running"}
+                                 "start": _now(), "status": "running", "baseline": before}
         manifest["stages"][stage] = entry
         mf.save(self.run_dir, manifest)
         ledger = self.layout.ledger(stage)
-        ledger.unlink(missing_ok=True)
-        before = mf.snapshot(self.run_dir)
+        if self.reset_budget:
+            reset_budget(ledger)
+            self.log(f"[{stage}] budget reset: budget_usd counts from here")
+        self.layout.errors_report(stage).unlink(missing_ok=True)
         self.log(f"[{stage}] running {nb.name}")
         t0 = time.perf_counter()
         error: Exception | None = None
         try:
-            self._execute(nb, executed)
+            self._execute(nb, executed, {"judge.retry_errors": True} if self.retry_errors else {})
         except Exception as e:  # noqa: BLE001 - reported below with the notebook and cell
             error = e
         seconds = time.perf_counter() - t0
-        # a re-run that reuses files it wrote before (an adapter already trained, answers already there) still owns
-        # them: they stay among its outputs, so later stages see the same inputs
-        kept = {rel: {"sha256": sha256_file(self.run_dir / rel), "size": (self.run_dir / rel).stat().st_size}
-                for rel in prev.get("outputs", {}) if (self.run_dir / rel).exists()}
-        outputs = dict(sorted({**kept, **mf.written_files(self.run_dir, before)}.items()))
-        entry.update({"end": _now(), "seconds": round(seconds, 2), "outputs": outputs})
-        if ledger.exists():
-            entry["llm"] = read_json(ledger)
-        entry["status"] = "failed" if error else "ok"
+        entry.update({"end": _now(), "seconds": round(seconds, 2),
+                      "outputs": self._outputs(prev, before)})
+        record = load_ledger(ledger)
+        if record is not None:
+            entry["llm"] = record.model_dump(mode="json")
+        errors = read_errors(self.layout.errors_report(stage))
+        entry["status"] = "failed" if error else stage_status(errors)
+        entry["errors"] = errors
+        if error is None:
+            entry.pop("baseline")  # done: the next attempt starts from the folder as it is
         mf.save(self.run_dir, manifest)
         if error is not None:
             raise StageFailed(self._failure_message(stage, executed, error)) from None
-        self.log(f"[{stage}] ok in {seconds:.1f}s, wrote {len(entry['outputs'])} file(s)")
-        return StageOutcome(stage, "ok", seconds)
+        self.log(f"[{stage}] {entry['status']} in {seconds:.1f}s, wrote {len(entry['outputs'])} file(s)")
+        return StageOutcome(stage, entry["status"], seconds)
 
-    def _execute(self, nb: Path, executed: Path) -> None:
+    def _outputs(self, prev: dict[str, Any], before: dict[str, tuple[int, int]]) -> dict[str, Any]:
+        """Every file the stage's work produced since `before` (over its attempts), plus the files of its last run
+        that it reused: a re-run that reuses files it wrote before (an adapter already trained, answers already
+        there) still owns them, so later stages see the same inputs."""
+        kept = {rel: {"sha256": sha256_file(self.run_dir / rel), "size": (self.run_dir / rel).stat().st_size}
+                for rel in prev.get("outputs", {}) if (self.run_dir / rel).exists()}
+        return dict(sorted({**kept, **mf.written_files(self.run_dir, before)}.items()))
+
+    def _execute(self, nb: Path, executed: Path, overrides: dict[str, Any] | None = None) -> None:
         import papermill as pm
 
-        # the notebook reads the config this runner resolved and recorded (overrides applied once, here)
-        params = {"config_path": str(self.layout.config), "run_dir": str(self.run_dir), "overrides": {}}
+        # the notebook reads the config this runner resolved and recorded (overrides applied once, here; the only
+        # ones passed on are this attempt's own, as --retry-errors)
+        params = {"config_path": str(self.layout.config), "run_dir": str(self.run_dir), "overrides": overrides or {}}
         # notebooks paired by jupytext carry no kernelspec: they run on this Python's kernel
         kernel = self.kernel_name or nbformat.read(nb, as_version=4).metadata.get("kernelspec", {}).get("name")
         tmpdir = Path(tempfile.mkdtemp(prefix="jinstruct-nb-"))
@@ -197,7 +257,8 @@ class Runner:
         try:
             os.environ[paths.ROOT_ENV] = str(self.root)  # the kernel resolves the project as this runner did
             pm.execute_notebook(str(nb), str(tmp_out), parameters=params, cwd=str(nb.parent),
-                                kernel_name=kernel or "python3", language="python", progress_bar=False, log_output=False)
+                                kernel_name=kernel or "python3", language="python", progress_bar=False, log_output=False,
+                                kernel_manager_class=TiedKernelManager)  # the kernel dies with the runner
         finally:
             # executed notebooks are kept with every secret value scrubbed; papermill wrote to a temp folder
             if tmp_out.exists():

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from jinstruct.run.config import Strict, apply_overrides, parse_override, read_yaml, validate
+from jinstruct.run.config import Strict, apply_overrides, parse_override, read_yaml, reference_error, validate
 from jinstruct.filter.heuristics import FilterParams
 from jinstruct.formats.benchmarks import BenchmarkRef
 from jinstruct.generate.recipes import GenerateSection
@@ -112,6 +112,7 @@ class JudgeSection(Strict):
     max_attempts: int = 3
     max_reasoning_chars: int | None = None  # cap the reasoning of JSON verdicts (tiny models only)
     bootstrap_rounds: int = 1000
+    retry_errors: bool = False  # judge again the games recorded as errors (as `run --retry-errors` does once)
 
 
 class AgreementSection(Strict):
@@ -169,6 +170,32 @@ class RunConfig(Strict):
     agreement: AgreementSection = Field(default_factory=AgreementSection)
     tasks: TasksSection = Field(default_factory=TasksSection)
     extra: dict[str, Any] = Field(default_factory=dict)  # free-form values a custom notebook may read
+
+    @model_validator(mode="after")
+    def _references(self) -> RunConfig:
+        """Names that point elsewhere in the config are checked at load, with the key that holds them: the endpoint
+        of each stage (when the config defines endpoints at all), the trained model an answer model names, and the
+        judge's baseline (when answer.models are listed)."""
+        endpoints = self.llm.endpoints
+        if endpoints:
+            used = [("seeds.endpoint", self.seeds.endpoint), ("generate.endpoint", self.generate.endpoint),
+                    ("judge.endpoint", self.judge.endpoint)]
+            used += [(f"answer.models.{i}.endpoint", m.endpoint) for i, m in enumerate(self.answer.models)
+                     if m.endpoint]
+            for key, name in used:
+                if name not in endpoints:
+                    raise reference_error(key, f"no endpoint '{name}' under llm.endpoints "
+                                               f"(have: {', '.join(endpoints)})")
+        trained = [m.name for m in self.train.models]
+        for i, m in enumerate(self.answer.models):
+            if m.trained and m.trained not in trained:
+                raise reference_error(f"answer.models.{i}.trained", f"no train.models entry named '{m.trained}' "
+                                                                     f"(have: {', '.join(trained) or 'none'})")
+        ids = [m.model_id for m in self.answer.models]
+        if self.judge.baseline is not None and ids and self.judge.baseline not in ids:
+            raise reference_error("judge.baseline", f"'{self.judge.baseline}' is not a model_id of answer.models "
+                                                    f"(have: {', '.join(ids)})")
+        return self
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) -> Any:

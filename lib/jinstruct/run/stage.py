@@ -23,7 +23,9 @@ from jinstruct.llm import LLMClient, open_client
 from jinstruct.llm.settings import EndpointSettings
 from jinstruct.llm.tinymodel import resolve_model
 from jinstruct.plotting import save_figures, setup_japanese_font
+from jinstruct.io import write_json
 from jinstruct.run.config import ConfigError
+from jinstruct.run.lock import check_unlocked
 from jinstruct.run.schema import RunConfig, load_config
 
 if TYPE_CHECKING:
@@ -63,12 +65,15 @@ class Stage:
 
     @classmethod
     def open(cls, name: str, config_path: str | Path | None, run_dir: str | Path | None,
-             overrides: dict[str, Any] | str | None = None) -> Stage:
+             overrides: dict[str, Any] | str | None = None, *, exclusive: bool = True) -> Stage:
         """`config_path`/`run_dir` None (a notebook opened by hand with its defaults) means configs/tiny.yaml and
-        runs/<config name> of the project the user stands in."""
+        runs/<config name> of the project the user stands in. `exclusive`: refuse a run folder a runner is working
+        on (a stage that only reads, as the estimate, passes False)."""
         cfg = load_config(paths.resolve_path(config_path) if config_path else paths.configs_dir() / "tiny.yaml",
                           parse_overrides(overrides))
         run = Path(run_dir) if run_dir else paths.runs_dir() / cfg.name
+        if exclusive:
+            check_unlocked(RunLayout(run.resolve()).lock)  # a runner working on this run folder: refuse
         run.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
         setup_japanese_font()
@@ -110,6 +115,14 @@ class Stage:
             self._clients[name] = open_client(self.endpoint(name), run_dir=self.run_dir, stage=self.name,
                                               cache_path=paths.resolve_path(self.cfg.llm.cache))
         return self._clients[name]
+
+    def report_errors(self, errors: int, what: str) -> None:
+        """Errors left in this stage's outputs (judgments recorded as errors, questions left unanswered): the
+        runner reports the stage as "ok with N errors" instead of "ok", in its summary and in the manifest."""
+        write_json(self.path(self.layout.errors_report(self.name)), {"stage": self.name, "errors": int(errors),
+                                                                    "what": what})
+        if errors:
+            print(f"{self.name}: {errors} {what}")
 
     def close(self) -> None:
         for c in self._clients.values():

@@ -10,6 +10,7 @@ __getattr__, __dir__ = exports(__name__, {
     "effort_report": "postedit",
     "english_seeds": "english",
     "export_sheet": "postedit",
+    "export_sheet_safely": "postedit",
     "fetch_official_seeds": "english",
     "import_sheet": "postedit",
     "kind_counts": "jinstruct.formats.seed_task",

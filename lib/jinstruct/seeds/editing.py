@@ -7,6 +7,11 @@ seeds stand in for the person's edits: the edited sheet is built from them (pair
 exist, and the shipped set is what generation reads; but those seeds were written in Japanese, not post-edited from
 this translation, so the effort report says so and reports no edit distance (comparing them would measure a
 rewrite, not an edit).
+
+A person's work is never overwritten: the sheet is exported with `export_sheet_safely` (a sheet already there with
+the same rows, edited or not, is left as it is; one made from another translation is kept and the new export gets a
+versioned name), and every input (the shipped seeds, the edited sheet) is read and checked before any file of the
+stage is written, so a bad input leaves the run folder as it was.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from jinstruct.formats.layout import RunLayout
 from jinstruct.io import write_json
 from jinstruct.paths import resolve_path
-from jinstruct.seeds.postedit import EffortReport, effort_report, export_sheet, import_sheet, sheet_from_tasks
+from jinstruct.seeds.postedit import EffortReport, effort_report, export_sheet_safely, import_sheet, sheet_from_tasks
 from jinstruct.formats.seed_task import SeedTask, load_seed_tasks, write_seed_tasks
 from jinstruct.seeds.translate import Translation, translate_seed_tasks
 
@@ -46,19 +51,21 @@ def edit_seeds(english: list[SeedTask], client: Any, layout: RunLayout, *, shipp
     layout.seeds.mkdir(parents=True, exist_ok=True)
     shipped_seeds = resolve_path(shipped_seeds)
     edited_sheet = resolve_path(edited_sheet) if edited_sheet else None
+    shipped = load_seed_tasks(shipped_seeds)  # every input is checked before anything is written
     translation = translate_seed_tasks(english, client, **translate_kw)
     machine = translation.tasks
     if not machine:
         raise RuntimeError(f"every translation failed: {translation.problems()}")
+    by_person = edited_sheet is not None
+    edited = import_sheet(edited_sheet, machine) if edited_sheet is not None else None
     write_seed_tasks(layout.machine_translated, machine)
     translation.table().to_csv(layout.translation_report, index=False)
-    sheet = export_sheet(english, machine, layout.postedit_sheet,
-                         notes={r.task_id: r.problems for r in translation.reports if r.problems})
-    shipped = load_seed_tasks(shipped_seeds)
-    by_person = edited_sheet is not None
+    sheet = export_sheet_safely(english, machine, layout.postedit_sheet,
+                                notes={r.task_id: r.problems for r in translation.reports if r.problems})
     if edited_sheet is None:
         edited_sheet = sheet_from_tasks(machine, shipped, layout.postedit_sheet_stand_in, english=english)
-    edited = import_sheet(edited_sheet, machine)
+        edited = import_sheet(edited_sheet, machine)
+    assert edited is not None
     write_seed_tasks(layout.post_edited, edited)
     final = edited if by_person else shipped
     seeds_path = write_seed_tasks(layout.japanese_seeds, final)

@@ -13,7 +13,13 @@ and the column.
 
 In Excel, cells that begin with "=", "+", "-" or "@" can be taken for formulas when the file is opened by
 double-click; import with Data > From Text/CSV and set the columns to Text, or use LibreOffice or JupyterLab.
-A cell that came back as a spreadsheet error (#NAME? ...) is reported.
+A cell that came back as a spreadsheet error (#NAME? ...) is reported; an edited cell that starts with "=" where
+the machine text does not (a formula typed by mistake, `=1+1`) is kept as text with a warning naming its line.
+A row whose task id or field was changed is reported on that row: its machine text belongs to another (task, field).
+
+A person's sheet is never overwritten: `export_sheet_safely` writes the sheet only where none is, leaves a sheet
+that holds the same rows (the same English and machine text, whatever its edits) as it is, and writes a new export
+next to a sheet made from another translation (`postedit_sheet.2.csv`, ...), saying so.
 
 The effort report compares the machine translation with the edited text, field by field: tasks touched,
 fields touched, characters changed (Levenshtein distance over characters), the share of fields accepted as
@@ -29,6 +35,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +45,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from rapidfuzz.distance import Levenshtein
 
-from jinstruct.io import DataError, atomic_write_bytes
+from jinstruct.io import DataError, DataWarning, atomic_write_bytes
 from jinstruct.plotting import setup_japanese_font
 from jinstruct.formats.seed_task import SeedTask, task_fields, with_fields
 
@@ -62,12 +69,16 @@ def _pair(english: Sequence[SeedTask], machine: Sequence[SeedTask]) -> list[tupl
     return pairs
 
 
-def _write(path: str | os.PathLike[str], rows: list[dict[str, str]]) -> Path:
+def _sheet_bytes(rows: list[dict[str, str]]) -> bytes:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     writer.writerows(rows)
-    return atomic_write_bytes(path, buf.getvalue().encode("utf-8-sig"))
+    return buf.getvalue().encode("utf-8-sig")
+
+
+def _write(path: str | os.PathLike[str], rows: list[dict[str, str]]) -> Path:
+    return atomic_write_bytes(path, _sheet_bytes(rows))
 
 
 def _rows(
@@ -106,6 +117,55 @@ def export_sheet(
 ) -> Path:
     """Write the post-editing sheet for `machine` (paired with `english` by id); `notes`: task id -> problems."""
     return _write(path, _rows(_pair(english, machine), {}, notes or {}))
+
+
+def _same_rows(path: Path, rows: list[dict[str, str]]) -> bool:
+    """Whether the sheet at `path` holds exactly `rows` in its task_id, field, english and machine columns."""
+    try:
+        header, found = _read_rows(path)
+    except DataError:
+        return False
+    if not all(c in header for c in ("task_id", "field", "english", "machine")):
+        return False
+    col = {c: header.index(c) for c in ("task_id", "field", "english", "machine")}
+    have = [tuple((cells + [""] * len(header))[col[c]].strip() if c in ("task_id", "field")
+                  else (cells + [""] * len(header))[col[c]] for c in col) for _, cells in found]
+    want = [(r["task_id"], r["field"], r["english"].replace("\r\n", "\n"), r["machine"].replace("\r\n", "\n"))
+            for r in rows]
+    return have == want
+
+
+def export_sheet_safely(
+    english: Sequence[SeedTask],
+    machine: Sequence[SeedTask],
+    path: str | os.PathLike[str],
+    notes: Mapping[str, Sequence[str]] | None = None,
+) -> Path:
+    """Export the post-editing sheet to `path` without ever writing over a person's edits; returns the sheet to edit.
+
+    No sheet at `path`: it is written. A sheet with the same rows (the same English and machine text; a person's
+    edits in `edited` do not matter): left as it is. A sheet made from another machine translation: left as it is,
+    and the fresh export goes to the first free `<stem>.N.csv` (N = 2, 3, ...; one with the same content is reused),
+    with a warning that names both files."""
+    path = Path(path)
+    rows = _rows(_pair(english, machine), {}, notes or {})
+    if not path.exists():
+        return _write(path, rows)
+    if _same_rows(path, rows):
+        return path
+    data = _sheet_bytes(rows)
+    n = 2
+    while True:
+        version = path.with_name(f"{path.stem}.{n}{path.suffix}")
+        if not version.exists():
+            atomic_write_bytes(version, data)
+            break
+        if version.read_bytes() == data or _same_rows(version, rows):
+            break
+        n += 1
+    warnings.warn(DataWarning(path, None, None, f"made from another machine translation, and perhaps edited: it is "
+                              f"left as it is; the sheet of this translation is {version}"), stacklevel=2)
+    return version
 
 
 def sheet_from_tasks(
@@ -164,18 +224,30 @@ def read_edits(path: str | os.PathLike[str], machine: Sequence[SeedTask]) -> dic
             raise DataError(path, 1, column, f"missing column (the header must have {', '.join(REQUIRED)})")
     col = {name: header.index(name) for name in REQUIRED}
     expected = {m.id: dict(task_fields(m)) for m in machine}
+    owner: dict[str, list[Key]] = {}  # machine text -> the (task, field) rows it belongs to
+    for t, fields in expected.items():
+        for f, text in fields.items():
+            owner.setdefault(text, []).append((t, f))
     edits: dict[Key, str] = {}
     first_line: dict[Key, int] = {}
     for line, cells in rows:
         cells = cells + [""] * (len(header) - len(cells))
         task_id, field = cells[col["task_id"]].strip(), cells[col["field"]].strip()
         english, edited = cells[col["english"]], cells[col["edited"]]
+        machine_cell = cells[header.index("machine")] if "machine" in header else None
         if task_id not in expected:
             raise DataError(path, line, "task_id", f"unknown task id {task_id!r} (ids must stay as exported)")
         if field not in expected[task_id]:
             known = ", ".join(expected[task_id])
             raise DataError(path, line, "field", f"task {task_id!r} has no field {field!r} (it has {known})")
         key = (task_id, field)
+        if machine_cell is not None and machine_cell != expected[task_id][field]:
+            others = [k for k in owner.get(machine_cell, []) if k != key]
+            if others:
+                t, f = others[0]
+                column = "task_id" if t != task_id else "field"
+                raise DataError(path, line, column, f"this row reads '{task_id} {field}', but its machine text is "
+                                f"that of '{t} {f}': was its {column} changed? (ids and fields must stay as exported)")
         if key in first_line:
             raise DataError(
                 path, line, "field", f"duplicate row for {task_id} {field} (first on line {first_line[key]})"
@@ -189,6 +261,9 @@ def read_edits(path: str | os.PathLike[str], machine: Sequence[SeedTask]) -> dic
             )
         if edited.strip() in _SPREADSHEET_ERRORS:
             raise DataError(path, line, "edited", f"{edited.strip()} is a spreadsheet error, not text")
+        if edited.lstrip().startswith("=") and not expected[task_id][field].lstrip().startswith("="):
+            warnings.warn(DataWarning(path, line, "edited", f"{edited.strip()[:40]!r} looks like a spreadsheet "
+                                      "formula; it is kept as the text it is"), stacklevel=2)
         first_line[key] = line
         edits[key] = edited
     missing = [(t, f) for t, fields in expected.items() for f in fields if (t, f) not in edits]
