@@ -219,11 +219,11 @@ def test_ja_mt_bench_two_turns_and_the_multi_turn_prompts(cache):
     ref = bm.BenchmarkRef(name="ja-mt-bench", sha256={f.path: sha(mt_files / f.path) for f in mt.files})
     folder = bm.benchmark_folder(ref, registry={"ja-mt-bench": mt}, http=Server(base_url(mt), mt_files).client)
     questions, refs = load_benchmark(folder)
-    assert [len(q.turns) for q in questions] == [2, 2, 2] and sorted(refs) == ["2", "3"]
+    assert [len(q.turns) for q in questions] == [2, 2, 2] and sorted(refs) == [2, 3]
     answers = {"m": {q.question_id: make_answer(q.question_id, "m", [["一つ目", "二つ目"]]) for q in questions}}
     tasks = single_tasks(questions, answers, ["m"], load_prompts(), reference_answers=refs)
     assert [(t.question.question_id, t.turn, t.input.prompt.name) for t in tasks] == [
-        ("1", 1, "single-v1"), ("1", 2, "single-v1-multi-turn"),
-        ("2", 1, "single-math-v1"), ("2", 2, "single-math-v1-multi-turn"),
-        ("3", 1, "single-math-v1"), ("3", 2, "single-math-v1-multi-turn")]
+        (1, 1, "single-v1"), (1, 2, "single-v1-multi-turn"),
+        (2, 1, "single-math-v1"), (2, 2, "single-math-v1-multi-turn"),
+        (3, 1, "single-math-v1"), (3, 2, "single-math-v1-multi-turn")]
     assert "5050です。" in tasks[3].input.user_prompt and "二つ目" in tasks[3].input.user_prompt

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from jinstruct.io import DataError
+
 from jinstruct.answer.stage import copy_answers
 from jinstruct.formats.fastchat import append_records, load_benchmark, load_pairwise_judgments
-from jinstruct.judge.engine import pending_tasks
+from jinstruct.judge.engine import pending_tasks, settings_id
+from jinstruct.judge.grader import GraderSettings
 from jinstruct.judge.prompts import load_prompts, pairwise_record, pairwise_tasks
 from jinstruct.formats.fastchat import load_answer_dir
 from jinstruct.paths import configs_dir
@@ -33,12 +36,14 @@ def test_published_answers_are_copied_unchanged_and_checked_against_the_question
     # a published file that misses a question says so; the judge would refuse that question
     partial = tmp_path / "partial.jsonl"
     partial.write_bytes(b"".join(DAVINCI.read_bytes().splitlines(keepends=True)[:3]))
-    report = copy_answers(partial, questions, "davinci", tmp_path / "answers" / "davinci.jsonl")
+    report = copy_answers(partial, questions, "openai--text-davinci-003", tmp_path / "partial" / "openai--text-davinci-003.jsonl")
     assert list(report.failed) == ["4"] and "not in the published answer file" in report.failed["4"]
-    # copied under the run's model id; its records keep the publisher's model_id, as published
+    # the records keep the publisher's model_id, so the run's model id must be the publisher's: another is an error
+    with pytest.raises(DataError, match=r"line 1: field 'model_id'.*use 'openai--text-davinci-003'"):
+        copy_answers(partial, questions, "davinci", tmp_path / "answers" / "davinci.jsonl")
+    assert not (tmp_path / "answers" / "davinci.jsonl").exists()
     answers = load_answer_dir(tmp_path / "answers")
-    assert set(answers) == {"openai--text-davinci-003", "davinci"}
-    assert answers["davinci"][1].model_id == "openai--text-davinci-003"
+    assert answers["openai--text-davinci-003"][1].model_id == "openai--text-davinci-003"
 
 
 def test_an_answer_model_is_exactly_one_kind(tmp_path):
@@ -55,13 +60,18 @@ def test_the_verdict_rule_is_recorded_and_a_change_reads_every_game_again(tmp_pa
                            prompts, baseline="openai--text-davinci-003", reference_answers=refs)
     path = tmp_path / "j_pair.jsonl"
     # "[[B]] ... [[A]]": FastChat's reading takes A (it looks for [[A]] first), the last verdict is A too here
-    append_records(path, [pairwise_record(t, "j", "[[B]]では不十分。[[A]]", "[[B]]", rule="fastchat") for t in tasks])
+    fastchat, last = GraderSettings(rule="fastchat"), GraderSettings(rule="last")
+    records = []
+    for t in tasks:  # as judging writes them: the verdict rule in `judge`, the settings they were judged under
+        record = pairwise_record(t, "j", "[[B]]では不十分。[[A]]", "[[B]]", rule="fastchat")
+        record.settings_id = settings_id("j", fastchat, [t.g1, t.g2])  # type: ignore[attr-defined]
+        records.append(record)
+    append_records(path, records)
     records = load_pairwise_judgments(path)
     assert {r.judge for r in records} == {("j", "pair", "verdict:fastchat"), ("j", "pair-math", "verdict:fastchat")}
     assert {r.verdict_rule for r in records} == {"fastchat"}
-    assert pending_tasks(tasks, path, rule="fastchat") == []
-    assert pending_tasks(tasks, path) == []  # no rule asked: done is done
-    assert pending_tasks(tasks, path, rule="last") == tasks  # read again with the other rule (replies from cache)
+    assert pending_tasks(tasks, path, model="j", settings=fastchat) == []
+    assert pending_tasks(tasks, path, model="j", settings=last) == tasks  # read again (the replies from the cache)
 
 
 def test_paper_configs_are_the_papers_setup():
@@ -116,7 +126,8 @@ def test_paper_estimate_prices_the_tuned_model_with_the_baselines_answers(tmp_pa
 def test_estimate_names_what_is_missing(tmp_path):
     overrides = {"llm.cache": str(tmp_path / "cache.sqlite"), "answer.benchmark": str(JV),
                  "judge.prompts": str(JV / "judge_prompts.jsonl"),
-                 "answer.models": [{"model_id": "x", "answers": str(tmp_path / "nowhere.jsonl")}]}
+                 "answer.models": [{"model_id": "x", "answers": str(tmp_path / "nowhere.jsonl")}],
+                 "judge.baseline": None}
     st = Stage.open("estimate", configs_dir() / "paper_rejudge.yaml", tmp_path / "run", overrides)
     (judging,) = estimate_run(st)
     assert judging.estimate is None and "nowhere.jsonl: no such answer file" in judging.needs

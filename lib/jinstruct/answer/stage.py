@@ -30,7 +30,9 @@ def copy_answers(source: Path, questions: list[Question], model_id: str, out: Pa
     """Copy a published answer file into the run unchanged (it must load as FastChat answers) and report which of
     `questions` it answers; a question it does not answer is listed under `failed` (the judge will refuse it)."""
     start = time.monotonic()
-    answers = {str(a.question_id) for a in load_answers(source, model_id=model_id)}
+    # the records keep the publisher's model_id; the run names the file after the config's: they must agree, or a
+    # reader of the run could not tell whose answers the file holds
+    answers = {str(a.question_id) for a in load_answers(source, model_id=model_id, strict_name=True)}
     data = source.read_bytes()
     if not out.exists() or out.read_bytes() != data:
         atomic_write_bytes(out, data)

@@ -209,8 +209,9 @@ def load_answers(path: str | os.PathLike[str], model_id: str | None = None, stri
         if a.model_id is None:
             a.model_id = name
         elif strict_name and a.model_id != name and file_safe(a.model_id) != file_safe(name):
-            raise DataError(path, line, "model_id", f"an answer of {a.model_id!r} in the file of {name!r} (the file "
-                            "name says whose answers it holds: rename the file or fix model_id)")
+            raise DataError(path, line, "model_id", f"an answer of {a.model_id!r} read as the answers of {name!r} "
+                            f"(the file name, or the config's model_id, says whose answers these are: use "
+                            f"{file_safe(a.model_id)!r}, or fix model_id)")
         answers.append(a)
     return answers
 

@@ -177,11 +177,13 @@ class RunConfig(Strict):
         of each stage (when the config defines endpoints at all), the trained model an answer model names, and the
         judge's baseline (when answer.models are listed)."""
         endpoints = self.llm.endpoints
+        runs = _stage_numbers(self.stages) if self.stages else None  # only the stages the config runs
         if endpoints:
-            used = [("seeds.endpoint", self.seeds.endpoint), ("generate.endpoint", self.generate.endpoint),
-                    ("judge.endpoint", self.judge.endpoint)]
-            used += [(f"answer.models.{i}.endpoint", m.endpoint) for i, m in enumerate(self.answer.models)
+            used = [(1, "seeds.endpoint", self.seeds.endpoint), (2, "generate.endpoint", self.generate.endpoint),
+                    (6, "judge.endpoint", self.judge.endpoint)]
+            used += [(5, f"answer.models.{i}.endpoint", m.endpoint) for i, m in enumerate(self.answer.models)
                      if m.endpoint]
+            used = [(key, name) for stage, key, name in used if runs is None or stage in runs]
             for key, name in used:
                 if name not in endpoints:
                     raise reference_error(key, f"no endpoint '{name}' under llm.endpoints "
@@ -196,6 +198,17 @@ class RunConfig(Strict):
             raise reference_error("judge.baseline", f"'{self.judge.baseline}' is not a model_id of answer.models "
                                                     f"(have: {', '.join(ids)})")
         return self
+
+
+def _stage_numbers(spec: str) -> set[int]:
+    """The stage numbers of "01-06", "02", "01,03,05-06" (an unreadable spec checks every stage)."""
+    wanted: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        if not (lo.isdigit() and (hi.isdigit() or not hi)):
+            return set(range(1, 100))
+        wanted.update(range(int(lo), int(hi or lo) + 1))
+    return wanted
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) -> Any:
