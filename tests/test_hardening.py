@@ -494,8 +494,8 @@ def test_a_torn_last_answer_line_is_named_not_dropped_silently(tmp_path):
 
 def test_an_answer_file_of_another_model_is_an_error(tmp_path):
     (tmp_path / "tuned.jsonl").write_text(json.dumps(make_answer(1, "base", [["a"]]).record()) + "\n")
-    with pytest.raises(DataError, match=r"tuned\.jsonl, line 1: field 'model_id': an answer of 'base' in the file "
-                                        r"of 'tuned'"):
+    with pytest.raises(DataError, match=r"tuned\.jsonl, line 1: field 'model_id': an answer of 'base' read as the "
+                                        r"answers of 'tuned'"):
         load_answer_dir(tmp_path)
 
 
