@@ -10,6 +10,9 @@
 # `recipe: translate` builds the baseline the paper compares against: English Alpaca-format data machine-translated
 # into Japanese through the same client.
 #
+# `from_run: <run>` (set by a sweep for its smaller data sizes) takes the first N records of that run's generated data
+# instead, calling no LLM.
+#
 # **Reads**: `seeds/ja_seed_tasks.jsonl` (from 01), or English Alpaca data (`generate.translate.english`).
 # **Writes**: `data/generated.jsonl` (with `generated.progress.jsonl` and `generated.state.json` for resuming),
 # `figures/02_kept_vs_generated.png`.
@@ -30,7 +33,7 @@ print(generate.estimate_generation(cfg, st))
 
 # %%
 stats = generate.run_generation(cfg, st)
-print(st.client(cfg.endpoint).ledger)
+print(stats if cfg.from_run else st.client(cfg.endpoint).ledger)
 stats.table()
 
 # %% [markdown]
@@ -43,5 +46,5 @@ generate.generated_frame(st.layout.generated).head(10)
 # ## Kept versus generated over requests
 
 # %%
-if cfg.recipe == "self_instruct":
+if cfg.recipe == "self_instruct" and not cfg.from_run:
     display(st.save_figure(generate.plot_kept_vs_generated(generate.request_series(st.layout.generated)), "02_kept_vs_generated"))

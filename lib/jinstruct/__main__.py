@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "dedup": ("jinstruct.filter.dedup", "register_cli", "greedy ROUGE-L dedup of a JSON Lines file"),
     "train": ("jinstruct.train.cli", "register_cli", "QLoRA-tune a base model on conversational JSONL"),
     "results": ("jinstruct.judge.cli", "register_cli", "win rates, scores and ratings from judgment files"),
+    "figures": ("jinstruct.report.build", "register_cli", "the paper's tables and figures from runs or sweeps"),
     "serve": ("jinstruct.llm.serve_cli", "register_cli", "serve a local chat model over an OpenAI-compatible API"),
     "cache": ("jinstruct.llm.cli", "register_cli", "the LLM response cache: stats, export"),
 }
