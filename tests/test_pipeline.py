@@ -12,7 +12,8 @@ from jinstruct.run.stage import Stage
 pytestmark = pytest.mark.slow
 
 # the pipeline's notebooks, in order: a renamed or missing one fails here instead of being skipped
-STAGES = ["01_seed_editing", "02_generation", "03_filtering", "04_qlora_training", "05_answering", "06_judging"]
+STAGES = ["01_seed_editing", "02_generation", "03_filtering", "04_qlora_training", "05_answering", "06_judging",
+          "09_figures"]
 
 
 @pytest.fixture(scope="module")

@@ -252,3 +252,17 @@ def main_rc(argv: list[str]) -> int:
     from jinstruct.__main__ import main
 
     return main(argv)
+
+
+def test_notebook_09_draws_a_sweep_given_as_sources(sweep, tmp_path):
+    import papermill as pm
+
+    from jinstruct.paths import configs_dir, notebooks_dir
+
+    out = tmp_path / "nb-figures"
+    pm.execute_notebook(str(notebooks_dir() / "09_figures.ipynb"), str(tmp_path / "09.ipynb"), kernel_name="python3",
+                        language="python",
+                        parameters={"config_path": str(configs_dir() / "tiny.yaml"), "run_dir": str(tmp_path / "run"),
+                                    "sources": [str(sweep)], "out": str(out)}, progress_bar=False)
+    assert (out / "size_curve.png").exists() and (out / "tasks.pdf").exists() and (out / "summary.md").exists()
+    assert not (tmp_path / "run" / "figures").exists()  # a sweep's figures do not land in the notebook's own run

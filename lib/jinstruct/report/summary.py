@@ -254,6 +254,11 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _count(x: Any) -> str:
+    """A count (a float once a column holds a missing value) as a whole number."""
+    return str(int(round(float(x)))) if _fmt(x) else ""
+
+
 def _interval(value: Any, low: Any, high: Any) -> str:
     if not _fmt(value):
         return ""
@@ -267,12 +272,12 @@ def summary_markdown(summary: pd.DataFrame, significance: pd.DataFrame, axes: Se
     agreement = "agreement_with_ties" in summary.columns
     rows = []
     for r in summary.to_dict("records"):
-        wtl = "/".join(_fmt(r[k]) for k in ("wins", "ties", "losses")) if _fmt(r["wins"]) else ""
-        data = "/".join(_fmt(r[k]) if r[k] is not None and _fmt(r[k]) else "-" for k in ("generated", "kept", "trained"))
+        wtl = "/".join(_count(r[k]) for k in ("wins", "ties", "losses")) if _fmt(r["wins"]) else ""
+        data = "/".join(_count(r[k]) or "-" for k in ("generated", "kept", "trained"))
         rows.append([r["run"], *(r[a] for a in axes), r["model"], r["status"], wtl,
                      _interval(r["win_rate_adjusted"], r["adjusted_ci_low"], r["adjusted_ci_high"]),
                      _interval(r["score"], r["score_ci_low"], r["score_ci_high"]), data, _fmt(r["train_loss"]),
-                     _fmt(r["llm_cost_usd"], 4), _fmt(r["seconds"], 0),
+                     _fmt(r["llm_cost_usd"], 4), _count(r["seconds"]),
                      *([_fmt(r["agreement_with_ties"])] if agreement else []), *(_fmt(r[t]) for t in tasks)])
     headers = ["run", *axes, "model", "status", "W/T/L", "adjusted win rate [95% CI]", "score [95% CI]",
                "generated/kept/trained", "train loss", "LLM $", "seconds", *(["agreement"] if agreement else []),
@@ -280,7 +285,7 @@ def summary_markdown(summary: pd.DataFrame, significance: pd.DataFrame, axes: Se
     text = "## Runs\n\n" + tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True) + "\n"
     if not significance.empty:
         sig = [[r["comparison"], r["cell_a"], r["cell_b"], _fmt(r["a"]), _fmt(r["b"]),
-                _interval(r["difference"], r["ci_low"], r["ci_high"]), _fmt(r["p_value"]), _fmt(r["n_questions"])]
+                _interval(r["difference"], r["ci_low"], r["ci_high"]), _fmt(r["p_value"]), _count(r["n_questions"])]
                for r in significance.to_dict("records")]
         text += ("\n## Comparisons (difference of adjusted win rates, paired bootstrap over questions)\n\n"
                  + tabulate(sig, headers=["comparison", "a", "b", "a rate", "b rate", "difference [95% CI]",

@@ -18,8 +18,8 @@ A sweep file (YAML):
 
 Data sizes are never generated twice: runs whose generation settings (seed, seeds, recipe and its settings, the
 endpoints they use) are equal except for the recipe's size share one generation. The largest of them generates;
-every other takes the first N records of its data (`generate.from_run`, see `jinstruct.generate.reuse`) and waits
-for it to finish.
+every other takes the first N records of its data (`generate.from_run`, see `jinstruct.generate.reuse`) and starts
+once the source's generation stage has ended well (the source goes on to train meanwhile).
 
 `execute` runs each grid point as `python -m jinstruct run ...` in its own process: `jobs` at a time on this
 machine (`executor="local"`), or each as a Slurm job through submitit (`executor="slurm"`, with the `slurm:`
@@ -46,16 +46,17 @@ from pydantic import Field, field_validator
 from tabulate import tabulate
 
 from jinstruct import paths
-from jinstruct.formats.layout import SweepLayout
+from jinstruct.formats.layout import RunLayout, SweepLayout
 from jinstruct.formats.sweep import Comparison, SweepRecord, SweepRunRecord, write_sweep_record
 from jinstruct.generate.recipes import chosen, size
-from jinstruct.io import DataError
+from jinstruct.io import DataError, read_json
 from jinstruct.paths import resolve_path
 from jinstruct.report.summary import write_summary
 from jinstruct.run.config import ConfigError, Strict, read_yaml, validate
 from jinstruct.run.schema import RunConfig, load_config
 
 SOURCE_AXIS = "source"  # the axis compared by default (self-instruct vs translated data)
+POLL_S = 2.0  # how often a run waiting for its data source looks at the source's manifest
 
 
 class SlurmSection(Strict):
@@ -193,6 +194,17 @@ def plan_reuse(spec: SweepSpec, runs: list[SweepRun]) -> list[SweepRun]:
     return runs
 
 
+def data_ready(run_dir: Path) -> bool:
+    """A stage of the run wrote its `data/generated.jsonl` and ended well (the manifest says so): runs taking
+    a prefix of it may start, while the source goes on training."""
+    layout = RunLayout(run_dir)
+    if not layout.manifest.exists():
+        return False
+    generated = layout.relative(layout.generated)
+    stages = read_json(layout.manifest).get("stages", {})
+    return any(s.get("status") == "ok" and generated in s.get("outputs", {}) for s in stages.values())
+
+
 def in_dependency_order(runs: list[SweepRun]) -> list[SweepRun]:
     """Every run after the run it takes data from, sources first, otherwise in grid order. Started in this order
     by a first-in-first-out pool, a run waiting for its source never waits for a run that has not started."""
@@ -303,9 +315,13 @@ def execute(spec: SweepSpec, jobs: int | None = 1, force: bool = False, runs_dir
         try:
             source = by_name.get(run.from_run or "")
             if source is not None:
-                finished[source.name].wait()  # started before this one (dependency order), so this ends
-                if source.status != "ok":
-                    run.status, run.message = "failed", f"its data source {source.name} failed"
+                # the source started before this run (dependency order), so one of the two comes
+                source_dir = layout.run(source.name).root
+                while not finished[source.name].wait(POLL_S) and not data_ready(source_dir):
+                    pass
+                if not data_ready(source_dir):
+                    why = "failed" if source.status != "ok" else "ended without generated data (no stage 02?)"
+                    run.status, run.message = "failed", f"its data source {source.name} {why}"
                     log(f"[{run.name}] not run: {run.message}")
                     return run
             run.status = "running"
