@@ -46,19 +46,19 @@ def category_counts(report: Report) -> pd.DataFrame:
 def category_scores(report: Report) -> pd.DataFrame:
     """Per cell and category (and `全体`/overall): mean 1-10 score, its interval and n; the baseline as one more
     cell (from the first run that graded it)."""
-    parts = []
+    parts, baselines = [], []
     baseline_done: set[str] = set()
     for cell in report.cells:
         scores = cell.run.scores
         if scores is None or scores.empty or scores["category"].isna().any():
             continue
         rounds, seed = report.rounds_for(cell.run), cell.run.seed
-        wanted = [(cell.model, cell.label)]
+        wanted = [(cell.model, cell.label, parts)]
         base = cell.run.baseline
         if base and base not in baseline_done and (scores["model"] == base).any():
-            wanted.append((base, f"{base} (baseline)"))
+            wanted.append((base, f"{base} (baseline)", baselines))  # drawn after the cells
             baseline_done.add(base)
-        for model, label in wanted:
+        for model, label, into in wanted:
             mine = scores[scores["model"] == model]
             if mine.empty:
                 continue
@@ -66,7 +66,8 @@ def category_scores(report: Report) -> pd.DataFrame:
             order = {c: i for i, c in enumerate(dict.fromkeys(mine["category"]))}  # the benchmark's order
             by_cat = by_cat.sort_values("category", key=lambda c: c.map(order), kind="stable")
             overall = mean_scores(mine, ("model",), rounds, seed).reset_index().assign(category="overall")
-            parts.append(pd.concat([overall, by_cat], ignore_index=True).assign(cell=label))
+            into.append(pd.concat([overall, by_cat], ignore_index=True).assign(cell=label))
+    parts += baselines
     if not parts:
         return pd.DataFrame(columns=["cell", "category", "mean", "ci_low", "ci_high", "n", "errors"])
     return pd.concat(parts, ignore_index=True)[["cell", "category", "mean", "ci_low", "ci_high", "n", "errors"]]
