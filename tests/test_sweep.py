@@ -178,3 +178,12 @@ def test_the_sweep_command_prints_the_summary(project, capsys):
                "--runs-dir", str(project / "runs")])
     out = capsys.readouterr().out
     assert rc == 0 and "| sw-01 " in out and "summary:" in out
+
+
+def test_slurm_where_there_is_none_says_so(project, capsys, monkeypatch):
+    from jinstruct.__main__ import main
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    rc = main(["sweep", str(sweep_file(project, "grid:\n  seed: [1, 2]\n")), "--executor", "slurm",
+               "--runs-dir", str(project / "runs")])
+    assert rc == 1 and "no srun on PATH" in capsys.readouterr().err

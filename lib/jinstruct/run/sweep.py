@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -244,6 +245,10 @@ class SubmititLauncher:
     def __init__(self, section: SlurmSection, folder: Path, cluster: Literal["slurm", "local"] = "slurm"):
         import submitit
 
+        if cluster == "slurm" and shutil.which("srun") is None:
+            raise ConfigError("--executor slurm: Slurm is not installed here (no srun on PATH); run the sweep on the "
+                              "cluster's login node, or use --executor local")
+        self.on_submit: Callable[[SweepRun], Any] = lambda run: None  # the sweep records the job id
         self.executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
         params: dict[str, Any] = {
             "timeout_min": section.timeout_min, "gpus_per_node": section.gpus_per_node,
@@ -261,6 +266,7 @@ class SubmititLauncher:
             self.executor.update_parameters(name=run.name)
             job = self.executor.submit(run_command, run.argv, str(out))
         run.job_id = str(job.job_id)
+        self.on_submit(run)
         return int(job.result())
 
 
@@ -310,6 +316,9 @@ def execute(spec: SweepSpec, jobs: int | None = 1, force: bool = False, runs_dir
             write_sweep_record(layout.record, SweepRecord(
                 name=spec.name, config=spec.config, executor=executor, axes=spec.axes(),
                 compare=spec.comparisons(), runs=[r.record() for r in runs]))
+
+    if isinstance(launcher, SubmititLauncher):
+        launcher.on_submit = lambda run: save()
 
     def one(run: SweepRun) -> SweepRun:
         try:
