@@ -3,7 +3,7 @@
 `Report.open(paths)` reads every run of the given sweeps and run folders. A **cell** is one compared model of one
 run (a run trains one model per grid point, so a cell is usually a grid point). `summary()` has one row per cell:
 
-    run, <grid axes>, model, baseline, judge, status,
+    run, <grid axes>, cell (the axes' values as a label), model, baseline, judge, status,
     n, wins, ties, losses, errors, win_rate_adjusted, adjusted_ci_low, adjusted_ci_high,   (against the baseline)
     position_consistency, first_position_win_share,                                        (the judge's behaviour)
     score, score_ci_low, score_ci_high, baseline_score,                                    (1-10 single grading)
