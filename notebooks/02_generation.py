@@ -15,6 +15,9 @@
 # flagged), translates them into Japanese, samples n responses each from an open-weight model, has a judge grade every
 # response 0-10, and keeps the best.
 #
+# `from_run: <run>` (set by a sweep for its smaller data sizes) takes the first N records of that run's generated data
+# instead, calling no LLM.
+#
 # **Reads**: `seeds/ja_seed_tasks.jsonl` (from 01), or English Alpaca data (`generate.translate.english`), or human
 # instructions (`generate.human_instructions.source`).
 # **Writes**: `data/generated.jsonl` (with `generated.progress.jsonl` and `generated.state.json` for resuming),
@@ -38,7 +41,7 @@ for what, endpoint, estimate in generate.estimate_parts(cfg, st):
 
 # %%
 stats = generate.run_generation(cfg, st)
-print(st.client(cfg.endpoint).ledger)
+print(stats if cfg.from_run else st.client(cfg.endpoint).ledger)
 stats.table()
 
 # %% [markdown]
@@ -51,7 +54,7 @@ generate.generated_frame(st.layout.generated).head(10)
 # ## Kept versus generated over requests
 
 # %%
-if cfg.recipe == "self_instruct":
+if cfg.recipe == "self_instruct" and not cfg.from_run:
     display(st.save_figure(generate.plot_kept_vs_generated(generate.request_series(st.layout.generated)), "02_kept_vs_generated"))
 
 # %% [markdown]

@@ -435,3 +435,66 @@ def test_killed_run_resumes_without_sending_an_answered_request_again(tmp_path):
 
 if __name__ == "__main__":
     _child(*sys.argv[1:3])
+
+
+# ----- smaller sizes from a larger run (generate.from_run) ------------------------------------------------------
+
+
+def test_a_prefix_of_a_larger_run_is_what_the_smaller_target_generates(tmp_path):
+    from jinstruct.formats.layout import RunLayout
+    from jinstruct.generate.reuse import take_prefix
+
+    big, small, taken = (RunLayout(tmp_path / n) for n in ("big", "small", "taken"))
+    run(tmp_path / "a", 60, out=big.generated)
+    run(tmp_path / "b", 25, out=small.generated)  # generated anew, for the comparison only
+    stats = take_prefix(big.root, taken.generated, 25, RECIPE)
+    assert read_jsonl(taken.generated) == read_jsonl(small.generated) == read_jsonl(big.generated)[:25]
+    assert (stats.taken, stats.source_records, stats.source) == (25, 60, big.generated)
+    assert stats.table().loc["requests sent", "value"] == 0
+
+
+class _Stage:
+    """What run_generation asks of a notebook's stage; a client must never be opened."""
+
+    def __init__(self, run_dir: Path, cfg):
+        from jinstruct.formats.layout import RunLayout
+
+        self.layout, self.cfg = RunLayout(run_dir), cfg
+
+    def client(self, name):
+        raise AssertionError(f"client {name!r} opened: an LLM would be called")
+
+
+def test_from_run_takes_the_recipe_size_from_a_sibling_run_and_calls_nothing(tmp_path):
+    from jinstruct.formats.layout import RunLayout
+    from jinstruct.generate.recipes import describe, estimate_generation, run_generation
+    from jinstruct.paths import configs_dir
+    from jinstruct.run.schema import load_config
+
+    source = RunLayout(tmp_path / "sweep" / "big")
+    run(tmp_path, 30, out=source.generated)
+    cfg = load_config(configs_dir() / "tiny.yaml", {"generate.self_instruct.target": 12, "generate.from_run": "big"})
+    stage = _Stage(tmp_path / "sweep" / "small", cfg)
+    assert "first 12 self_instruct records of run big" in describe(cfg.generate)
+    assert estimate_generation(cfg.generate, stage).requests == 0
+    stats = run_generation(cfg.generate, stage)
+    assert stats.taken == 12 and read_jsonl(stage.layout.generated) == read_jsonl(source.generated)[:12]
+
+
+def test_from_run_refuses_a_short_source_another_recipe_and_its_own_data(tmp_path):
+    from jinstruct.formats.layout import RunLayout
+    from jinstruct.generate.reuse import take_prefix
+
+    with pytest.raises(DataError, match="has no generated data"):
+        take_prefix(tmp_path / "missing", tmp_path / "out.jsonl", 5, RECIPE)
+    src = RunLayout(tmp_path / "src")
+    run(tmp_path, 10, out=src.generated)
+    with pytest.raises(DataError, match="10 records, fewer than the 20"):
+        take_prefix(src.root, tmp_path / "out.jsonl", 20, RECIPE)
+    with pytest.raises(DataError, match=r"line 1: field 'recipe'.*'translate'"):
+        take_prefix(src.root, tmp_path / "out.jsonl", 5, "translate")
+    own = RunLayout(tmp_path / "own")
+    run(tmp_path / "o", 4, out=own.generated)
+    with pytest.raises(DataError, match="generated data of its own"):
+        take_prefix(src.root, own.generated, 5, RECIPE)
+    assert len(read_jsonl(own.generated)) == 4  # untouched

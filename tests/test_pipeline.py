@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 # the pipeline's notebooks, in order: a renamed or missing one fails here instead of being skipped
 STAGES = ["01_seed_editing", "02_generation", "03_filtering", "04_qlora_training", "05_answering", "06_judging",
-          "07_human_agreement", "08_task_eval"]
+          "07_human_agreement", "08_task_eval", "09_figures"]
 
 
 @pytest.fixture(scope="module")

@@ -142,10 +142,12 @@ def test_a_small_sweep_runs_each_grid_point(project):
                          "grid:\n  seed: [1, 2]\n")
     done = execute(load_sweep(spec_path), jobs=2, runs_dir=project / "runs", log=lambda m: None)
     assert [r.status for r in done] == ["ok", "ok"]
-    assert (project / "runs" / "sw-02" / "data" / "b.txt").read_text() == "seed=2 read"
-    assert read_json(project / "runs" / "sw-01" / "manifest.json")["config"]["seed"] == 1
-    summary = (project / "runs" / "sw-summary.md").read_text()
+    sweep = project / "runs" / "sw"
+    assert (sweep / "sw-02" / "data" / "b.txt").read_text() == "seed=2 read"
+    assert read_json(sweep / "sw-01" / "manifest.json")["config"]["seed"] == 1
+    summary = (sweep / "summary.md").read_text()
     assert summary.count("| ok ") == 2
+    assert [r["status"] for r in read_json(sweep / "sweep.json")["runs"]] == ["ok", "ok"]
 
 
 def test_cli_run_reports_failure(project, capsys):

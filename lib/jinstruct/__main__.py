@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("jinstruct.train.cli", "register_cli", "QLoRA-tune a base model on conversational JSONL"),
     "results": ("jinstruct.judge.cli", "register_cli", "win rates, scores and ratings from judgment files"),
     "agreement": ("jinstruct.agreement.cli", "register_cli", "judge-human agreement: FastChat's, kappa, alpha, intervals"),
+    "figures": ("jinstruct.report.build", "register_cli", "the paper's tables and figures from runs or sweeps"),
     "serve": ("jinstruct.llm.serve_cli", "register_cli", "serve a local chat model over an OpenAI-compatible API"),
     "cache": ("jinstruct.llm.cli", "register_cli", "the LLM response cache: stats, export"),
     "vllm": ("jinstruct.llm.vllm_server", "register_cli", "install vLLM in its own virtualenv; serve a model with it"),

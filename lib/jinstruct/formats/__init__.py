@@ -1,4 +1,4 @@
-"""The data contracts: seed tasks, instruction and training records, FastChat's benchmark files, the run folder."""
+"""The data contracts: seed tasks, instruction and training records, FastChat's benchmark files, the run folder, a sweep's record."""
 
 from jinstruct.lazy import exports
 
@@ -11,9 +11,13 @@ __getattr__, __dir__ = exports(__name__, {
     "Message": "records",
     "PairwiseJudgment": "fastchat",
     "Question": "fastchat",
+    "Comparison": "sweep",
     "RunLayout": "layout",
     "SeedTask": "seed_task",
     "SingleJudgment": "fastchat",
+    "SweepLayout": "layout",
+    "SweepRecord": "sweep",
+    "SweepRunRecord": "sweep",
     "TrainingRecord": "records",
     "answer_path": "fastchat",
     "judgment_path": "fastchat",
@@ -25,6 +29,7 @@ __getattr__, __dir__ = exports(__name__, {
     "load_questions": "fastchat",
     "load_seed_tasks": "seed_task",
     "load_single_judgments": "fastchat",
+    "load_sweep_record": "sweep",
     "write_seed_tasks": "seed_task",
 })
 __all__ = sorted(__dir__())

@@ -19,7 +19,14 @@ Batch API state) and the tools ask a `RunLayout` for them.
                   <model_id>/results_<k>shot.json  <model_id>/samples_<task>_<k>shot.jsonl
       agreement/  items.jsonl  label_studio_tasks.json  label_studio_config.xml  annotation_sheet.csv
                   notebook_labels.json  human_judgments.json  summary.json  tables (CSV)
-      figures/    NN_*.pdf / .png
+      figures/    NN_*.pdf / .png (and NN_*.csv, the table a figure is drawn from)
+      runner.out  what the runner printed, when a sweep started it
+
+A sweep's folder (`SweepLayout`) holds its runs side by side with its record, summary and figures:
+
+    runs/<sweep>/
+      sweep.json  summary.csv  summary.md  significance.csv  figures/  slurm/ (submitit's job files)
+      <sweep>-01/  <sweep>-02/ ...               one run folder each
 """
 
 from __future__ import annotations
@@ -281,6 +288,73 @@ class RunLayout:
         """A figure's path without suffix (saved as .pdf and .png)."""
         return self.figures / stem
 
+    # ---- cross-run reporting (notebook 09, sweeps) ----
+    def figure_table(self, stem: str) -> Path:
+        """The table a figure is drawn from, beside it as CSV."""
+        return self.figures / f"{stem}.csv"
+
+    def judgment_files(self, kind: Literal["pair", "single"]) -> list[Path]:
+        """Every judge's `<judge>_pair.jsonl` (or `_single.jsonl`) in the run, sorted."""
+        return sorted(self.judgments.glob(f"*_{kind}.jsonl")) if self.judgments.is_dir() else []
+
+    def training_card(self, name: str) -> Path:
+        return self.adapter(name) / "training_card.json"
+
+    @property
+    def agreement_summary(self) -> Path:
+        """Notebook 07's machine-readable result: judge-human and human-human agreement."""
+        return self.agreement / "summary.json"
+
+    @property
+    def tasks_summary(self) -> Path:
+        """Notebook 08's table: task, model, metric, value, stderr, n, num_fewshot."""
+        return self.tasks / "summary.csv"
+
+    @property
+    def runner_output(self) -> Path:
+        """What `python -m jinstruct run` printed when a sweep started it."""
+        return self.root / "runner.out"
+
     def relative(self, path: Path) -> str:
         """`path` relative to the run folder, as the manifest records it."""
         return path.relative_to(self.root).as_posix()
+
+
+@dataclass(frozen=True)
+class SweepLayout:
+    """A sweep's folder: its record, its summary tables, its figures and one run folder per grid point."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, sweep_dir: str | os.PathLike[str]) -> SweepLayout:
+        return cls(Path(sweep_dir))
+
+    @property
+    def record(self) -> Path:
+        """`sweep.json`: the grid, each run's coordinates, overrides, data source, status, time and job id."""
+        return self.root / "sweep.json"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.root / "summary.csv"
+
+    @property
+    def summary_md(self) -> Path:
+        return self.root / "summary.md"
+
+    @property
+    def significance_csv(self) -> Path:
+        return self.root / "significance.csv"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def jobs(self) -> Path:
+        """Where submitit keeps each job's script, pickles and logs (`--executor slurm`)."""
+        return self.root / "slurm"
+
+    def run(self, name: str) -> RunLayout:
+        return RunLayout(self.root / name)

@@ -18,5 +18,8 @@ __getattr__, __dir__ = exports(__name__, {
     "plot_kept_vs_generated": "self_instruct",
     "request_series": "self_instruct",
     "run_generation": "recipes",
+    "size": "recipes",
+    "size_key": "recipes",
+    "take_prefix": "reuse",
 })
 __all__ = sorted(__dir__())

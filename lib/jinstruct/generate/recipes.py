@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from jinstruct.formats.layout import RunLayout
 from jinstruct.generate.from_datasets import FromDatasets
 from jinstruct.generate.human_instructions import HumanInstructions
+from jinstruct.generate.reuse import source_run, take_prefix
 from jinstruct.generate.self_instruct import SelfInstruct
 from jinstruct.generate.translate import TranslateAlpaca
 from jinstruct.llm import Estimate, LLMClient
@@ -35,6 +36,7 @@ class StageContext(Protocol):
 class Recipe(Protocol):
     name: str
     Config: type[BaseModel]
+    size_field: str  # the Config field that says how many records it makes (None there: all it can)
 
     @staticmethod
     def describe(cfg: Any) -> str: ...
@@ -59,6 +61,9 @@ def _section() -> type[BaseModel]:
     fields: dict[str, Any] = {
         "recipe": (Literal[tuple(RECIPES)], "self_instruct"),  # type: ignore[valid-type]
         "endpoint": (str, "generator"),  # the endpoint that generates (or translates)
+        # take the first N records (N: the recipe's size) of another run's generated data instead of generating:
+        # a run name beside this one, or a path to a run folder (see jinstruct.generate.reuse)
+        "from_run": (str | None, None),
     }
     fields |= {name: (r.Config, Field(default_factory=r.Config)) for name, r in RECIPES.items()}
     return create_model("GenerateSection", __config__=ConfigDict(extra="forbid"), __doc__=(
@@ -74,14 +79,32 @@ def chosen(section: Any) -> tuple[type[Recipe], Any]:
     return RECIPES[section.recipe], getattr(section, section.recipe)
 
 
+def size(section: Any) -> int | None:
+    """How many records the chosen recipe makes (None: all it can, e.g. every English record translated)."""
+    recipe, cfg = chosen(section)
+    return getattr(cfg, recipe.size_field)
+
+
+def size_key(section: Any) -> str:
+    """The dotted config key of the chosen recipe's size, e.g. `generate.self_instruct.target`."""
+    recipe, _ = chosen(section)
+    return f"generate.{recipe.name}.{recipe.size_field}"
+
+
 def describe(section: Any) -> str:
     recipe, cfg = chosen(section)
+    if section.from_run:
+        n = size(section)
+        return f"the first {'all' if n is None else f'{n:,}'} {recipe.name} records of run {section.from_run} (no LLM call)"
     return recipe.describe(cfg)
 
 
 def estimate_generation(section: Any, stage: StageContext) -> Estimate | list[Any]:
     """What the chosen recipe would send and cost, calling nothing (cached answers are free)."""
     recipe, cfg = chosen(section)
+    if section.from_run:
+        return Estimate(model=f"(from run {section.from_run})", requests=0, cached=0, to_send=0, prompt_tokens=0,
+                        completion_tokens=0, max_completion_tokens=0, cost_usd=0.0, max_cost_usd=0.0, priced=True)
     return recipe.estimate(cfg, section.endpoint, stage)
 
 
@@ -94,7 +117,11 @@ def estimate_parts(section: Any, stage: StageContext) -> list[tuple[str, str, Es
 
 
 def run_generation(section: Any, stage: StageContext) -> Any:
-    """Run the chosen recipe into the run's `data/generated.jsonl` (resuming it); returns its statistics."""
+    """Run the chosen recipe into the run's `data/generated.jsonl` (resuming it); returns its statistics. With
+    `from_run`, copy the first records of that run's generated data instead (`jinstruct.generate.reuse`)."""
     recipe, cfg = chosen(section)
     Path(stage.layout.data).mkdir(parents=True, exist_ok=True)
+    if section.from_run:
+        return take_prefix(source_run(section.from_run, stage.layout.root), stage.layout.generated, size(section),
+                           recipe.name)
     return recipe.run(cfg, section.endpoint, stage)

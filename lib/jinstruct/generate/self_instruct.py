@@ -817,6 +817,7 @@ class SelfInstruct:
     """Recipe `self_instruct`: the Alpaca bootstrap in Japanese, from the run's post-edited seeds (stage 01)."""
 
     name = "self_instruct"
+    size_field = "target"
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")

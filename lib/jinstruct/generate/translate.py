@@ -331,6 +331,7 @@ class TranslateAlpaca:
     """Recipe `translate`: the "Japanese-Alpaca" baseline, English Alpaca-format data machine-translated."""
 
     name = "translate"
+    size_field = "english_limit"
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")

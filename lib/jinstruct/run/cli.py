@@ -11,7 +11,8 @@ from pathlib import Path
 from jinstruct.run.config import ConfigError
 from jinstruct.run.lock import RunLocked
 from jinstruct.run.runner import StageFailed, run
-from jinstruct.run.sweep import execute, load_sweep, summary_table
+from jinstruct.formats.layout import SweepLayout
+from jinstruct.run.sweep import execute, load_sweep, status_table, sweep_dir
 
 
 def _exit_on_sigterm() -> None:
@@ -39,8 +40,18 @@ def _sweep(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    runs = execute(spec, jobs=args.jobs, force=args.force, runs_dir=Path(args.runs_dir) if args.runs_dir else None)
-    print(summary_table(runs))
+    runs_dir = Path(args.runs_dir) if args.runs_dir else None
+    jobs = args.jobs if args.jobs is not None else (None if args.executor == "slurm" else 1)
+    try:
+        runs = execute(spec, jobs=jobs, force=args.force, runs_dir=runs_dir, executor=args.executor)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(status_table(runs))
+    layout = SweepLayout(sweep_dir(spec, runs_dir))
+    if layout.summary_md.exists():
+        print(layout.summary_md.read_text(encoding="utf-8"))
+        print(f"summary: {layout.summary_csv}  (figures: python -m jinstruct figures {layout.root})")
     return 0 if all(r.status == "ok" for r in runs) else 1
 
 
@@ -64,7 +75,10 @@ def register_run(sub: argparse._SubParsersAction) -> None:
 def register_sweep(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("sweep", help="expand a grid of overrides into runs and execute them")
     s.add_argument("file", help="a sweep YAML (see jinstruct.run.sweep)")
-    s.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    s.add_argument("--jobs", type=int, help="runs at a time (default: 1 on this machine, all as Slurm jobs)")
+    s.add_argument("--executor", choices=["local", "slurm"], default="local",
+                   help="local: processes on this machine; slurm: one Slurm job per run through submitit, "
+                        "with the sweep file's slurm: section")
     s.add_argument("--force", action="store_true")
-    s.add_argument("--runs-dir")
+    s.add_argument("--runs-dir", help="where the sweep's folder goes (default: <project>/runs/)")
     s.set_defaults(func=_sweep)
