@@ -301,16 +301,6 @@ class RunLayout:
         return self.adapter(name) / "training_card.json"
 
     @property
-    def agreement_summary(self) -> Path:
-        """Notebook 07's machine-readable result: judge-human and human-human agreement."""
-        return self.agreement / "summary.json"
-
-    @property
-    def tasks_summary(self) -> Path:
-        """Notebook 08's table: task, model, metric, value, stderr, n, num_fewshot."""
-        return self.tasks / "summary.csv"
-
-    @property
     def runner_output(self) -> Path:
         """What `python -m jinstruct run` printed when a sweep started it."""
         return self.root / "runner.out"
