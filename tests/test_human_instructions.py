@@ -9,7 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from fake_openai import FakeState, create_app, fake_client, serve_fake
+from fake_openai import FakeState, fake_client, serve_fake
 from fastapi import FastAPI, Request
 
 from jinstruct.formats.layout import RunLayout
