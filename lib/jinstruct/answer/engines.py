@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from jinstruct import progress
 from jinstruct.answer.records import TEMPERATURES, make_answer, missing_answers, temperature_for, turn_messages
 from jinstruct.formats.fastchat import Answer, Question, QuestionId, append_records, write_records
 from jinstruct.train.templates import ALPACA_STOPS, Template, render
@@ -261,8 +262,6 @@ class TransformersGenerator:
         self.progress = progress
 
     def __call__(self, prompts: Sequence[TurnPrompt]) -> list[Generated]:
-        from tqdm.auto import tqdm
-
         texts = [render(self.tokenizer, self.template, p.messages) for p in prompts]
         add_special = self.template != "chat"  # a chat template writes its own BOS
         lengths = [len(self.tokenizer(t, add_special_tokens=add_special)["input_ids"]) for t in texts]
@@ -276,8 +275,8 @@ class TransformersGenerator:
             else:
                 batches.append([i])
         out: list[Generated | None] = [None] * len(prompts)
-        bar = tqdm(total=len(prompts), desc=f"turn {prompts[0].turn}" if prompts else "", unit="answer",
-                   disable=not self.progress, dynamic_ncols=True)
+        bar = progress.bar(total=len(prompts), desc=f"turn {prompts[0].turn}" if prompts else "", unit="answer",
+                           disable=not self.progress)
         for batch in batches:
             for i, g in zip(batch, self._generate([texts[i] for i in batch], [prompts[i] for i in batch], add_special)):
                 out[i] = g

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 import pandas as pd
 
+from jinstruct import progress
 from jinstruct import paths
 from jinstruct.download import ChecksumError, DownloadError, fetch_checked  # noqa: F401 (errors re-exported)
 from jinstruct.generate.self_instruct import ResumableOutput, in_order
@@ -248,9 +249,7 @@ def translate_alpaca(
     status: Counter[str] = Counter()
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(records), initial=len(steps), desc=RECIPE, unit="rec", dynamic_ncols=True)
+        bar = progress.bar(total=len(records), initial=len(steps), desc=RECIPE, unit="rec")
 
     todo = [i for i in range(len(steps), len(records)) if as_task(i, records[i]) is not None]
 

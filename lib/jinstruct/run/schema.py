@@ -96,6 +96,12 @@ class JudgeSection(Strict):
     bootstrap_rounds: int = 1000
 
 
+class FiguresSection(Strict):
+    """Every figure a notebook draws."""
+
+    language: Literal["ja", "en"] = "ja"  # labels, titles and category names; --set figures.language=en
+
+
 class RunConfig(Strict):
     name: str
     description: str = ""
@@ -108,6 +114,7 @@ class RunConfig(Strict):
     train: TrainSection = Field(default_factory=TrainSection)
     answer: AnswerSection = Field(default_factory=AnswerSection)
     judge: JudgeSection = Field(default_factory=JudgeSection)
+    figures: FiguresSection = Field(default_factory=FiguresSection)
     extra: dict[str, Any] = Field(default_factory=dict)  # free-form values a custom notebook may read
 
 

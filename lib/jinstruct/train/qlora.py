@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import shutil
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from tabulate import tabulate
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from jinstruct import progress
 from jinstruct.formats.records import TrainingRecord
 from jinstruct.train.templates import alpaca_ja_prompt
 from jinstruct.io import (
@@ -46,6 +49,32 @@ if TYPE_CHECKING:
 
 LOG_NAME = "train_log.jsonl"
 CARD_NAME = "training_card.json"
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.start)
+
+
+def quiet_third_party() -> None:
+    """Silence three third-party messages that say nothing about this project's training, at their source:
+
+    - bitsandbytes (CPU, AVX512-BF16 machines) tries an optional `kernels` package that fetches a kernel from the
+      Hugging Face Hub; without it bitsandbytes uses its built-in CPU path, which is what the tiny run wants.
+    - peft reads `model.is_gradient_checkpointing`, which transformers 5 deprecates (peft's to change, not ours).
+    - transformers' checkpoint rotation warns that mtime "may not be reliable" when checkpoints are written less than
+      a second apart (the tiny run's), then falls back to ordering by step number, which is right.
+    """
+    for logger, start in (("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward"),
+                          ("transformers.trainer_utils", "mtime may not be reliable")):
+        target = logging.getLogger(logger)
+        if not any(isinstance(f, _DropMessage) and f.start == start for f in target.filters):
+            target.addFilter(_DropMessage(start))
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 
@@ -211,6 +240,7 @@ def _device_map() -> dict[str, int] | None:
 def load_base_model(base_model: str, load_in_4bit: bool, dtype: torch.dtype, attn_implementation: str = "sdpa",
                     trust_remote_code: bool = False, device_map: Any = None) -> Any:
     """The base causal LM, 4-bit NF4 when asked, on this process's device."""
+    quiet_third_party()
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation,
@@ -236,7 +266,8 @@ def load_tokenizer(name_or_dir: str | Path, need_chat_template: bool = False, tr
 
 
 def _callbacks(out_dir: Path) -> list[Any]:
-    """JSON-lines log (main process only; tokens/s between train log events) and TensorBoard, both under out_dir."""
+    """JSON-lines log (main process only; tokens/s between train log events) and TensorBoard, both under out_dir,
+    and the steps on a progress bar."""
     from transformers import TrainerCallback
     from transformers.integrations import TensorBoardCallback
 
@@ -263,9 +294,29 @@ def _callbacks(out_dir: Path) -> list[Any]:
             rec["time"] = datetime.now(UTC).isoformat(timespec="seconds")
             append_jsonl(self.path, [rec])
 
+    class Progress(TrainerCallback):
+        """Training steps on the library's progress bar (the notebook, and the runner's terminal and run.log)."""
+
+        def __init__(self) -> None:
+            self.bar: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.is_world_process_zero:
+                self.bar = progress.bar(total=state.max_steps, initial=state.global_step,
+                                        desc=f"training {out_dir.name}", unit="step")
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
     tb = TensorBoardCallback()
     tb.logging_dir = str(out_dir / "tensorboard")
-    return [JsonlLog(out_dir / LOG_NAME), tb]
+    return [JsonlLog(out_dir / LOG_NAME), tb, Progress()]
 
 
 # ---------------------------------------------------------------- trainer
@@ -336,6 +387,7 @@ def make_trainer(params: TrainParams, train_file: Path, out_dir: Path) -> Any:
         eval_strategy="steps" if eval_ds is not None else "no",
         eval_steps=params.eval_steps or params.save_steps,
         report_to=[],
+        disable_tqdm=True,  # the Progress callback shows the steps instead (a bar that also reports to the runner)
     )
     tokenizer = load_tokenizer(params.base_model, params.template == "chat", params.trust_remote_code)
     model = load_base_model(params.base_model, params.load_in_4bit, dtype, resolve_attn(params.attn_implementation),
