@@ -235,7 +235,7 @@ def test_figures_render_japanese_without_missing_glyphs(result: FilterResult, tm
             assert isinstance(fig, Figure)
             fig.savefig(tmp_path / f"{i}.png")
     texts = [t.get_text() for t in figures[0].axes[0].get_yticklabels()]
-    assert "kept" in texts and figures[0].axes[0].get_title() == "フィルタの結果(理由別)"
+    assert "採用" in texts and figures[0].axes[0].get_title() == "フィルタの結果 (理由別)"
 
 
 def test_statistics_and_figures_of_an_empty_result() -> None:

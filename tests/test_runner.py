@@ -224,3 +224,25 @@ def test_a_rerun_that_reuses_its_files_keeps_them_as_outputs(project):
     m = read_json(project / "runs" / "demo" / "manifest.json")
     assert list(m["stages"]["01_write"]["outputs"]) == ["data/a.txt"]
     assert [o.status for o in runner(project).run()] == ["skipped", "skipped"]
+
+
+@pytest.mark.parametrize("how", [["-p", "overrides", '{"filter.rouge_threshold": 0.6}'],
+                                 ["-y", '{"overrides": {"filter.rouge_threshold": 0.6}}']], ids=["-p json", "-y dict"])
+def test_papermill_overrides_as_papermill_users_pass_them(tmp_path, how):
+    import subprocess
+    import sys
+
+    from jinstruct.paths import configs_dir
+
+    nb = notebook(tmp_path / "03_x.ipynb",
+                  "from jinstruct.run import Stage\n"
+                  "st = Stage.open('03_x', config_path, run_dir, overrides)\n"
+                  "print('threshold', st.cfg.filter.rouge_threshold, 'run', st.run_dir.name)")
+    out = tmp_path / "out.ipynb"
+    cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-p", "config_path", str(configs_dir() / "tiny.yaml"),
+           "-p", "run_dir", str(tmp_path / "run"), *how, "--log-level", "ERROR"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = [o.text for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs
+               if o.output_type == "stream"]
+    assert printed == ["threshold 0.6 run run\n"]

@@ -187,6 +187,27 @@ def test_prompt_tokens_are_masked(tiny_model, tmp_path):
         assert all(len(ex["input_ids"]) <= 128 for ex in packed.train_dataset)
 
 
+def test_the_worked_example_marks_the_tokens_the_trainer_trains(tiny_model, tmp_path):
+    from jinstruct.train.example import loss_tokens
+    from jinstruct.train.qlora import make_trainer
+
+    for template in ("chat", "alpaca_ja"):
+        path = write_records(tmp_path / f"{template}.jsonl", qa_records(2))
+        params = small_params(tiny_model, template=template, packing=False)
+        trainer = make_trainer(params, path, tmp_path / "o")
+        tok = trainer.processing_class
+        for i, ex in enumerate(trainer.train_dataset):
+            shown = loss_tokens(params, path, i)
+            assert shown.tokens == [tok.decode([t]) for t in ex["input_ids"]], template
+            assert shown.loss == [lab != -100 for lab in ex["labels"]], template
+            assert 0 < sum(shown.loss) < len(shown.tokens)
+        assert shown.template == template and "<span" in shown._repr_html_()
+    cut = loss_tokens(small_params(tiny_model, template="alpaca_ja", max_seq_length=16), path, 0)
+    assert len(cut.tokens) > 16 and not any(cut.loss[16:]) and ", cut to 16," in cut.title
+    with pytest.raises(IndexError, match="no example 5"):
+        loss_tokens(params, path, 5)
+
+
 def test_trainer_configuration_on_cpu(tiny_model, tmp_path):
     from jinstruct.train.qlora import make_trainer
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import io
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -49,6 +50,17 @@ def set_language(language: str) -> None:
 
 def language() -> Language:
     return _language
+
+
+@contextmanager
+def in_language(language: str) -> Iterator[None]:
+    """Draw in `language` within the block (e.g. notebook 09 drawing a figure in both languages)."""
+    before = _language
+    set_language(language)
+    try:
+        yield
+    finally:
+        set_language(before)
 
 
 def label(ja: str, en: str) -> str:

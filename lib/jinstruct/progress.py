@@ -126,7 +126,7 @@ class NotebookBar(_Reporting):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._handle: Any = None
-        kwargs.update(file=_Discard(), dynamic_ncols=False, ncols=kwargs.get("ncols") or 100)
+        kwargs.update(file=_Discard(), dynamic_ncols=False, ncols=kwargs.get("ncols") or 100, ascii=False)
         super().__init__(*args, **kwargs)
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:

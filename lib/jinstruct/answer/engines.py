@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from jinstruct import progress
+from jinstruct.progress import bar as progress_bar
 from jinstruct.answer.records import TEMPERATURES, make_answer, missing_answers, temperature_for, turn_messages
 from jinstruct.formats.fastchat import Answer, Question, QuestionId, append_records, write_records
 from jinstruct.train.templates import ALPACA_STOPS, Template, render
@@ -253,13 +253,13 @@ class TransformersGenerator:
 
     def __init__(self, model: Any, tokenizer: Any, template: Template = "chat", max_new_tokens: int = 512,
                  batch_size: int = 8, seed: int = 0, top_p: float = 1.0, stop: Sequence[str] | None = None,
-                 progress: bool = True):
+                 progress: bool = True, desc: str = ""):
         if tokenizer.pad_token is None:
             raise ValueError("the tokenizer has no pad token (load it with jinstruct.train.qlora.load_tokenizer)")
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.max_new_tokens, self.batch_size, self.seed, self.top_p = max_new_tokens, batch_size, seed, top_p
         self.stop = tuple(stop) if stop is not None else (ALPACA_STOPS if template == "alpaca_ja" else ())
-        self.progress = progress
+        self.progress, self.desc = progress, desc
 
     def __call__(self, prompts: Sequence[TurnPrompt]) -> list[Generated]:
         texts = [render(self.tokenizer, self.template, p.messages) for p in prompts]
@@ -275,7 +275,8 @@ class TransformersGenerator:
             else:
                 batches.append([i])
         out: list[Generated | None] = [None] * len(prompts)
-        bar = progress.bar(total=len(prompts), desc=f"turn {prompts[0].turn}" if prompts else "", unit="answer",
+        turn = f"turn {prompts[0].turn}" if prompts else ""
+        bar = progress_bar(total=len(prompts), desc=f"{self.desc} {turn}".strip(), unit="answer",
                            disable=not self.progress)
         for batch in batches:
             for i, g in zip(batch, self._generate([texts[i] for i in batch], [prompts[i] for i in batch], add_special)):
@@ -326,7 +327,7 @@ def answer_with_transformers(questions: Sequence[Question], model: Any, tokenize
     """Answer the questions with a local model (see `load_answer_model`) into `out_path` (FastChat format),
     resuming what is there."""
     generate = TransformersGenerator(model, tokenizer, template, max_new_tokens, batch_size, seed, top_p, stop,
-                                     progress)
+                                     progress, desc=model_id)
     return answer_questions(questions, generate, model_id, out_path, num_choices, temperatures, system, group_size)
 
 

@@ -10,6 +10,7 @@ __getattr__, __dir__ = exports(__name__, {
     "filter_records": "stage",
     "load_records": "stage",
     "load_seed_records": "stage",
+    "rejection_examples": "example",
     "training_dataset": "stage",
     "stats": "stats",
     "write_outputs": "stage",

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from jinstruct import progress
+from jinstruct.progress import bar as progress_bar
 from jinstruct.filter.dedup import Deduper
 from jinstruct.filter.heuristics import REASONS, FilterParams, Filters
 from jinstruct.filter.stats import length_summary, rejection_table
@@ -112,7 +112,7 @@ def filter_records(
     rejected: list[dict[str, Any]] = []
     bar = None
     if progress:
-        bar = progress.bar(total=len(records), desc="filtering", unit="rec")
+        bar = progress_bar(total=len(records), desc="filtering", unit="rec")
     for rec in records:
         rejection = filters.check(rec)
         if rejection is not None:

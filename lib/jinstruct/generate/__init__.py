@@ -13,5 +13,6 @@ __getattr__, __dir__ = exports(__name__, {
     "plot_kept_vs_generated": "self_instruct",
     "request_series": "self_instruct",
     "run_generation": "recipes",
+    "worked_example": "example",
 })
 __all__ = sorted(__dir__())

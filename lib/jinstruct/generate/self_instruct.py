@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from jinstruct import progress
+from jinstruct.progress import bar as progress_bar
 from jinstruct.filter.dedup import DEFAULT_THRESHOLD, Deduper
 from jinstruct.io import (
     DataError,
@@ -411,7 +411,7 @@ class GenerationStats:
             "dedup share": round(self.dedup_share, 3), "prompt tokens": self.prompt_tokens,
             "completion tokens": self.completion_tokens, "cost usd": round(self.cost_usd, 4),
         }
-        return pd.DataFrame({"value": rows})
+        return pd.Series(rows, dtype=object).to_frame("value")  # counts stay integers
 
 
 class _Pool:
@@ -661,7 +661,7 @@ class _Grower:
 def _progress_bar(progress: bool, total: int, initial: int) -> Any:
     if not progress:
         return None
-    return progress.bar(total=total, initial=initial, desc=RECIPE, unit="inst")
+    return progress_bar(total=total, initial=initial, desc=RECIPE, unit="inst")
 
 
 # ----- reading a run back: the per-request series and its figure --------------------------------------------------

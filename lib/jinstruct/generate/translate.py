@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 import pandas as pd
 
-from jinstruct import progress
+from jinstruct.progress import bar as progress_bar
 from jinstruct import paths
 from jinstruct.download import ChecksumError, DownloadError, fetch_checked  # noqa: F401 (errors re-exported)
 from jinstruct.generate.self_instruct import ResumableOutput, in_order
@@ -215,7 +215,7 @@ class TranslationStats:
                 "processed now": self.processed, "sent": self.sent, "cached": self.cached,
                 "records in output": self.written, **{f"status {k}": v for k, v in sorted(self.status.items())},
                 "wall s": round(self.wall_s, 2), "records/s": round(self.records_per_s, 2)}
-        return pd.DataFrame({"value": rows})
+        return pd.Series(rows, dtype=object).to_frame("value")  # counts stay integers
 
 
 def translate_alpaca(
@@ -249,7 +249,7 @@ def translate_alpaca(
     status: Counter[str] = Counter()
     bar = None
     if progress:
-        bar = progress.bar(total=len(records), initial=len(steps), desc=RECIPE, unit="rec")
+        bar = progress_bar(total=len(records), initial=len(steps), desc=RECIPE, unit="rec")
 
     todo = [i for i in range(len(steps), len(records)) if as_task(i, records[i]) is not None]
 

@@ -20,7 +20,7 @@ from typing import Any, Self, TypeVar, cast
 
 import openai
 
-from jinstruct import progress
+from jinstruct.progress import bar as progress_bar
 from jinstruct.llm.cache import ResponseCache, default_cache_path
 from jinstruct.llm.ledger import BudgetExceeded, Estimate, Ledger, cost_usd, estimate_prompt_tokens
 from jinstruct.llm.limits import RateLimiter, backoff_s
@@ -503,7 +503,7 @@ class LLMClient:
         """A progress bar made in the caller's thread (where Jupyter shows it), updated from the client's loop."""
         if not (self.progress if progress is None else progress):
             return None
-        return progress.bar(total=total, desc=desc or self.stage, unit="req")
+        return progress_bar(total=total, desc=desc or self.stage, unit="req")
 
     async def _chat_many(self, requests: list[ChatRequest], bar: Any) -> list[ChatResult]:
         if self.settings.use_batch_api:

@@ -62,8 +62,9 @@ class ProgressFollower:
         for event in latest.values():
             self._moving(event)
 
-    def line(self, event: dict[str, Any]) -> str:
-        return f"[{self.stage}] {describe(event)}"
+    def line(self, event: dict[str, Any], ncols: int = 100) -> str:
+        prefix = f"[{self.stage}] "
+        return prefix + describe(event, ncols=max(40, ncols - len(prefix)))
 
     def _finished(self, event: dict[str, Any]) -> None:
         self._clear_live()
@@ -77,7 +78,7 @@ class ProgressFollower:
             self._logged_at[event["id"]] = now
         if self.live is not None:
             width = shutil.get_terminal_size((100, 20)).columns - 1
-            self.live.write("\r" + self.line(event)[:width] + "\x1b[K")
+            self.live.write("\r" + self.line(event, width)[:width] + "\x1b[K")
             self.live.flush()
             self._live_shown = True
             if due:

@@ -77,6 +77,9 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
+quiet_third_party()  # before anything here imports bitsandbytes, peft or the trainer
+
+
 
 class TrainParams(BaseModel):
     """Every knob of a QLoRA run; the config's `train` section and the `train --config` YAML hold these fields."""
@@ -240,7 +243,6 @@ def _device_map() -> dict[str, int] | None:
 def load_base_model(base_model: str, load_in_4bit: bool, dtype: torch.dtype, attn_implementation: str = "sdpa",
                     trust_remote_code: bool = False, device_map: Any = None) -> Any:
     """The base causal LM, 4-bit NF4 when asked, on this process's device."""
-    quiet_third_party()
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation,
@@ -394,8 +396,12 @@ def make_trainer(params: TrainParams, train_file: Path, out_dir: Path) -> Any:
                             params.trust_remote_code, _device_map())
     lora = LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
                       target_modules=params.target_modules, bias="none", task_type="CAUSAL_LM")
-    return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      processing_class=tokenizer, peft_config=lora, callbacks=_callbacks(out_dir))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, peft_config=lora, callbacks=_callbacks(out_dir))
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # with tqdm off it prints every log dict; train_log.jsonl has them
+    return trainer
 
 
 def _fingerprint(params: TrainParams, data_sha256: str) -> dict[str, Any]:
