@@ -40,6 +40,8 @@ from jinstruct.run.kernel import stage_kernel
 from jinstruct.run.schema import load_config
 
 STAGE_RE = re.compile(r"^(\d\d)_[\w-]+\.ipynb$")
+# jupyter_client interrupts a kernel before it shuts it down; a kernel busy with a message at that moment logs this
+SHUTDOWN_INTERRUPT = "KeyboardInterrupt caught in kernel"
 
 
 class StageFailed(RuntimeError):
@@ -266,7 +268,7 @@ class Runner:
             kernel_log = tmpdir / "kernel.log"
             if kernel_log.exists():
                 for line in kernel_log.read_text(encoding="utf-8", errors="replace").splitlines():
-                    if line.strip():
+                    if line.strip() and not line.rstrip(".").endswith(SHUTDOWN_INTERRUPT):
                         self.log_file(f"[{stage}] kernel: {line}")
             shutil.rmtree(tmpdir, ignore_errors=True)
 
