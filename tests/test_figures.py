@@ -20,10 +20,10 @@ from jinstruct import plotting
 from jinstruct.filter import stats as fs
 from jinstruct.filter.heuristics import FilterParams
 from jinstruct.filter.stage import filter_records
+from jinstruct.formats.seed_task import Instance, SeedTask
 from jinstruct.generate.self_instruct import plot_kept_vs_generated
 from jinstruct.judge.figures import score_figure, win_tie_loss_figure
 from jinstruct.seeds.postedit import effort_report, plot_edit_distance
-from jinstruct.formats.seed_task import Instance, SeedTask
 from jinstruct.train.figures import loss_figure
 
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")

@@ -40,7 +40,7 @@ class ProgressFollower:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
         self.poll()  # what the stage wrote last

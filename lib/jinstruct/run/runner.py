@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,7 @@ def outputs_intact(run_dir: Path, entry: dict[str, Any]) -> bool:
                for rel, f in entry.get("outputs", {}).items())
 
 
-_WRITES = re.compile(r"\*\*Writes\*\*(.*)", re.S)
+_WRITES = re.compile(r"\*\*Writes\*\*(.*)", re.DOTALL)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -144,7 +144,7 @@ def failing_line(error: Any) -> tuple[int | None, str]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Runner:
