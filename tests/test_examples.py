@@ -190,4 +190,6 @@ def test_06_one_game_in_both_orders_and_the_tie_rule(tmp_path: Path, order_2, wi
     assert orders["assistant A"].tolist() == ["tuned", "base"] and orders["judge's reply"].iloc[1] == replies[1]
     text = str(example)
     assert "FastChat's rule" in text and "tunedの手紙" in text and "[system]" in text
+    assert ("Order 1 names tuned, order 2 names base: the game is a tie." in text if outcome == "tie"
+            else "Order 1 names tuned, order 2 names tuned: the game is a win for tuned." in text)
     assert example.title.endswith("tie" if outcome == "tie" else "tuned wins")

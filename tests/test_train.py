@@ -198,12 +198,14 @@ def test_the_worked_example_marks_the_tokens_the_trainer_trains(tiny_model, tmp_
         tok = trainer.processing_class
         for i, ex in enumerate(trainer.train_dataset):
             shown = loss_tokens(params, path, i)
-            assert shown.tokens == [tok.decode([t]) for t in ex["input_ids"]], template
+            assert [t for piece in shown.ids for t in piece] == ex["input_ids"], template
             assert shown.loss == [lab != -100 for lab in ex["labels"]], template
-            assert 0 < sum(shown.loss) < len(shown.tokens)
+            assert 0 < sum(shown.loss) < len(shown.loss)
+            assert shown.tokens == [tok.decode(piece) for piece in shown.ids] and "\ufffd" not in "".join(shown.tokens)
+            assert "".join(shown.tokens) == tok.decode(ex["input_ids"])
         assert shown.template == template and "<span" in shown._repr_html_()
     cut = loss_tokens(small_params(tiny_model, template="alpaca_ja", max_seq_length=16), path, 0)
-    assert len(cut.tokens) > 16 and not any(cut.loss[16:]) and ", cut to 16," in cut.title
+    assert len(cut.loss) > 16 and not any(cut.loss[16:]) and ", cut to 16," in cut.title
     with pytest.raises(IndexError, match="no example 5"):
         loss_tokens(params, path, 5)
 

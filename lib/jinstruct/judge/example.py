@@ -55,9 +55,12 @@ class GameExample(Shown):
     def parts(self) -> list[Part]:
         t = self.task
         prompt = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in t.g1.messages)
-        names = {"model_1": t.model_1, "model_2": t.model_2}
-        combined = (f"Order 1 says {self.winners[0]}, order 2 says {self.winners[1]}: the game is "
-                    f"{names.get(self.outcome, self.outcome)}" + (" (a win)" if self.outcome in names else "") + ".")
+        said = {"model_1": f"names {t.model_1}", "model_2": f"names {t.model_2}", "tie": "says tie",
+                "error": "gives no readable verdict"}
+        result = {"model_1": f"a win for {t.model_1}", "model_2": f"a win for {t.model_2}", "tie": "a tie",
+                  "error": "an error (counted neither as a win nor as a loss)"}
+        combined = (f"Order 1 {said[self.winners[0]]}, order 2 {said[self.winners[1]]}: "
+                    f"the game is {result[self.outcome]}.")
         return [(f"The judge prompt, order 1 (prompt {t.g1.prompt.name})", prompt),
                 ("Both orders: the reply and the winner it names", self.orders()),
                 ("How the two verdicts combine", f"{combined}\n{RULE}")]

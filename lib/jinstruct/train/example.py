@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jinstruct.show import Html, Part, Shown
 from jinstruct.train.qlora import TrainParams, load_examples, load_tokenizer
@@ -24,22 +25,27 @@ class LossTokens(Shown):
 
     index: int
     template: str
-    tokens: list[str]  # each token as text
-    loss: list[bool]
+    ids: list[list[int]]  # the token ids, grouped into pieces that read as text (see `pieces`)
+    tokens: list[str]  # each piece as text
+    loss: list[bool]  # per token id: the loss is computed on it
     max_length: int
 
     @property
     def title(self) -> str:
-        cut = f", cut to {self.max_length}" if len(self.tokens) > self.max_length else ""
-        return (f"Training example {self.index} with the {self.template} template: {len(self.tokens)} tokens{cut}, "
+        n = len(self.loss)
+        cut = f", cut to {self.max_length}" if n > self.max_length else ""
+        return (f"Training example {self.index} with the {self.template} template: {n} tokens{cut}, "
                 f"the loss on {sum(self.loss)} of them")
 
     def parts(self) -> list[Part]:
         spans, plain = [], []
-        for i, (tok, on) in enumerate(zip(self.tokens, self.loss)):
+        first = 0
+        for ids, tok in zip(self.ids, self.tokens):
+            on = any(self.loss[first:first + len(ids)])
             style = "background:#ffe08a" if on else "color:#57606a"
-            if i >= self.max_length:
+            if first >= self.max_length:
                 style = "color:#b0b0b0;text-decoration:line-through"
+            first += len(ids)
             spans.append(f'<span style="{style};border-right:1px solid #d0d7de">{html.escape(tok)}</span>')
             plain.append(f"[{tok}]" if on else tok)
         markup = f'<pre style="white-space:pre-wrap">{"".join(spans)}</pre>'
@@ -69,6 +75,22 @@ def loss_tokens(params: TrainParams, train_file: Path, index: int = 0) -> LossTo
     common = 0
     while common < min(len(prompt_ids), len(full_ids)) and prompt_ids[common] == full_ids[common]:
         common += 1
-    loss = [i >= common and i < params.max_seq_length for i in range(len(full_ids))]
-    tokens = [tok.decode([t]) for t in full_ids]
-    return LossTokens(index, params.template, tokens, loss, params.max_seq_length)
+    loss = [common <= i < params.max_seq_length for i in range(len(full_ids))]
+    groups = pieces(tok, full_ids)
+    return LossTokens(index, params.template, groups, [tok.decode(g) for g in groups], loss, params.max_seq_length)
+
+
+def pieces(tokenizer: Any, ids: list[int], longest: int = 4) -> list[list[int]]:
+    """The ids cut into pieces that each decode to whole characters: a byte-level tokenizer may split one Japanese
+    character over two or three tokens, and each alone decodes to U+FFFD. Up to `longest` tokens join a piece."""
+    out: list[list[int]] = []
+    i = 0
+    while i < len(ids):
+        j = i + 1
+        while "\ufffd" in tokenizer.decode(ids[i:j]) and j < min(len(ids), i + longest):
+            j += 1
+        if "\ufffd" in tokenizer.decode(ids[i:j]):
+            j = i + 1  # not a split character after all: the token alone
+        out.append(list(ids[i:j]))
+        i = j
+    return out
