@@ -193,3 +193,15 @@ def test_06_one_game_in_both_orders_and_the_tie_rule(tmp_path: Path, order_2, wi
     assert ("Order 1 names tuned, order 2 names base: the game is a tie." in text if outcome == "tie"
             else "Order 1 names tuned, order 2 names tuned: the game is a win for tuned." in text)
     assert example.title.endswith("tie" if outcome == "tie" else "tuned wins")
+
+
+def test_a_table_cell_keeps_its_line_breaks():
+    import pandas as pd
+
+    from jinstruct.show import render_html, render_text
+
+    table = pd.DataFrame({"reply": ["1. 指示: 俳句\n2. 指示: 短歌 <b>"], "rouge_l": [0.41666]})
+    page = render_html("t", [("h", table), ("", "a\nb")])
+    assert "<td>1. 指示: 俳句\n2. 指示: 短歌 &lt;b&gt;</td><td>0.417</td>" in page and "\\n" not in page
+    assert "white-space:pre-wrap" in page and "<pre>a\nb</pre>" in page
+    assert render_text("t", [("h", table)]).startswith("t\n=\n\n-- h\n")

@@ -3,7 +3,7 @@
 A step's worked example (e.g. `jinstruct.generate.example_request`) is a small dataclass that keeps its data as
 fields (for tests and for the reader) and shows itself through `render_html` (JupyterLab, executed notebooks,
 nbconvert's HTML) and `render_text` (a terminal, `print`). A part is text (shown as it is, line breaks kept), a
-table (anything with `to_html`/`to_string`, e.g. a DataFrame), or `Html` (markup the example built itself, with
+table (a DataFrame: its cells keep their line breaks too), or `Html` (markup the example built itself, with
 `Html.text` as its plain-text form).
 """
 
@@ -19,7 +19,10 @@ Part = tuple[str, Any]  # (heading, content)
 
 _STYLE = ("<style>.jx-example{border:1px solid #d0d7de;border-radius:6px;padding:8px 12px;margin:4px 0}"
           ".jx-example h4{margin:10px 0 4px}.jx-example pre{white-space:pre-wrap;background:#f6f8fa;"
-          "padding:6px 8px;margin:0;font-size:12px;max-height:28em;overflow:auto}</style>")
+          "padding:6px 8px;margin:0;font-size:12px;max-height:28em;overflow:auto}"
+          ".jx-example table{border-collapse:collapse;font-size:12px}.jx-example th{text-align:left;"
+          "border-bottom:1px solid #d0d7de;padding:3px 6px}.jx-example td{white-space:pre-wrap;vertical-align:top;"
+          "text-align:left;padding:3px 6px;border-bottom:1px solid #eaeef2;max-width:36em}</style>")
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,24 @@ def render_html(title: str, parts: Sequence[Part]) -> str:
             out.append(f"<h4>{html.escape(heading)}</h4>")
         if isinstance(content, Html):
             out.append(content.markup)
-        elif hasattr(content, "to_html"):
-            out.append(content.to_html(escape=True, index=False, border=0))
+        elif hasattr(content, "itertuples"):
+            out.append(_table_html(content))
         else:
             out.append(f"<pre>{html.escape(str(content))}</pre>")
     out.append("</div>")
     return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
+def _table_html(table: Any) -> str:
+    """A table whose cells keep their line breaks (pandas' own HTML writes them as a literal backslash-n)."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
+                   for row in table.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def render_text(title: str, parts: Sequence[Part]) -> str:
@@ -52,7 +67,7 @@ def render_text(title: str, parts: Sequence[Part]) -> str:
             out.append(f"\n-- {heading}")
         if isinstance(content, Html):
             out.append(content.text)
-        elif hasattr(content, "to_string"):
+        elif hasattr(content, "itertuples"):
             out.append(content.to_string(index=False))
         else:
             out.append(str(content))
