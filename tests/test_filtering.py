@@ -150,6 +150,7 @@ def test_dataset_card_has_counts_reasons_and_lengths(result: FilterResult, tmp_p
     assert "| exact_duplicate | 1 | 11.1% |" in card
     assert "| kept | 4 | 44.4% |" in card
     assert "| instruction |" in card and "| output |" in card
+    assert re.search(r"\| instruction \| 4 \| 0 \| \d+\.\d \|", card), "counts as integers, lengths to 0.1"
     assert "followed by a blank line and the input" in card
     assert '"rouge_threshold": 0.7' in card
 

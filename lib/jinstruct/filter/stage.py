@@ -222,7 +222,9 @@ def dataset_card(result: FilterResult, title: str = "Japanese instructions") -> 
         "",
         "## Lengths of the kept records (characters)",
         "",
-        length_summary(result.kept).to_markdown(floatfmt=".1f", intfmt=",") if result.kept else "No records.",
+        # object columns: tabulate would turn the whole table into floats (30.0 records)
+        length_summary(result.kept).astype(object).to_markdown(floatfmt=".1f", intfmt=",") if result.kept
+        else "No records.",
         "",
         "## Training format",
         "",
