@@ -1,3 +1,21 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+#   language_info:
+#     codemirror_mode:
+#       name: ipython
+#       version: 3
+#     file_extension: .py
+#     mimetype: text/x-python
+#     name: python
+#     nbconvert_exporter: python
+#     pygments_lexer: ipython3
+#     version: 3.11.7
+# ---
+
 # %% [markdown]
 # # 05 Answering: every model answers the Japanese benchmark
 #
@@ -23,6 +41,23 @@ st = Stage.open("05_answering", config_path, run_dir, overrides)
 questions, references = answer.load_benchmark(st.cfg.answer.benchmark, st.cfg.answer.per_category)
 print(f"{len(questions)} questions, {len(references)} reference answers")
 answer.category_counts(questions)
+
+# %% [markdown]
+# ## A worked example: one question, every model
+#
+# Each model answers the first question alone (the answer is recorded; the full run below answers the others).
+# The `prompt` column is exactly what each model is given: a tuned model's chat template with its special tokens, a
+# base model's template, or the messages sent to an endpoint. A tuned model that answers in the chat format while
+# the base model rambles on is what tuning is for.
+
+# %%
+answer.example_answers(questions[0], st)
+
+# %% [markdown]
+# ## Every question
+#
+# One row per model: questions, how many were answered before (resumed) and now, answers cut at the token limit,
+# failures and time.
 
 # %%
 reports = {spec.model_id: answer.answer_model(spec, questions, st) for spec in st.cfg.answer.models}

@@ -1,3 +1,21 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+#   language_info:
+#     codemirror_mode:
+#       name: ipython
+#       version: 3
+#     file_extension: .py
+#     mimetype: text/x-python
+#     name: python
+#     nbconvert_exporter: python
+#     pygments_lexer: ipython3
+#     version: 3.11.7
+# ---
+
 # %% [markdown]
 # # 07 Human agreement: does the LLM judge agree with people?
 #
@@ -61,4 +79,4 @@ result.tables["per_category"]
 
 # %%
 fig = agreement.confusion_figure(result.tables["confusion"], result.model_pair())
-display(st.save_figure(fig, "07_confusion"))
+st.save_figure(fig, "07_confusion")

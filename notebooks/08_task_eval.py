@@ -1,3 +1,21 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+#   language_info:
+#     codemirror_mode:
+#       name: ipython
+#       version: 3
+#     file_extension: .py
+#     mimetype: text/x-python
+#     name: python
+#     nbconvert_exporter: python
+#     pygments_lexer: ipython3
+#     version: 3.11.7
+# ---
+
 # %% [markdown]
 # # 08 Task evaluation: few-shot accuracy and perplexity, base against tuned (lm-evaluation-harness)
 #
@@ -43,7 +61,7 @@ models = [m.model_id for m in run.models]
 tasks.comparison_table(run.summary, models)
 
 # %%
-display(st.save_figure(tasks.plot_tasks(run.summary, models), "08_tasks"))
+st.save_figure(tasks.plot_tasks(run.summary, models), "08_tasks")
 
 # %% [markdown]
 # ## The `lm_eval` command lines that give the same numbers

@@ -1,3 +1,21 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+#   language_info:
+#     codemirror_mode:
+#       name: ipython
+#       version: 3
+#     file_extension: .py
+#     mimetype: text/x-python
+#     name: python
+#     nbconvert_exporter: python
+#     pygments_lexer: ipython3
+#     version: 3.11.7
+# ---
+
 # %% [markdown]
 # # 09 Figures: the paper's tables and figures from one run, many runs or a sweep
 #
@@ -54,7 +72,7 @@ if sources is None:
     for d in drawn:
         print(f"{d.name}: {d.what}")
         report.save_table(d.table, st.path(st.layout.figure_table(f"09_{d.name}")))
-        display(st.save_figure(d.figure, f"09_{d.name}"))
+        st.save_figure(d.figure, f"09_{d.name}")
 else:
     folder = out or report.default_out(res.sources, given)
     report.save_report(res, folder, drawn)

@@ -150,6 +150,7 @@ def test_dataset_card_has_counts_reasons_and_lengths(result: FilterResult, tmp_p
     assert "| exact_duplicate | 1 | 11.1% |" in card
     assert "| kept | 4 | 44.4% |" in card
     assert "| instruction |" in card and "| output |" in card
+    assert re.search(r"\| instruction \| 4 \| 0 \| \d+\.\d \|", card), "counts as integers, lengths to 0.1"
     assert "followed by a blank line and the input" in card
     assert '"rouge_threshold": 0.7' in card
 
@@ -235,7 +236,7 @@ def test_figures_render_japanese_without_missing_glyphs(result: FilterResult, tm
             assert isinstance(fig, Figure)
             fig.savefig(tmp_path / f"{i}.png")
     texts = [t.get_text() for t in figures[0].axes[0].get_yticklabels()]
-    assert "kept" in texts and figures[0].axes[0].get_title() == "フィルタの結果(理由別)"
+    assert "採用" in texts and figures[0].axes[0].get_title() == "フィルタの結果 (理由別)"
 
 
 def test_statistics_and_figures_of_an_empty_result() -> None:

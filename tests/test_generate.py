@@ -35,6 +35,7 @@ from jinstruct.generate.self_instruct import (
     request_series,
 )
 from jinstruct.io import DataError, read_json, read_jsonl
+from jinstruct.plotting import in_language
 from jinstruct.llm import EndpointSettings, LLMClient, ResponseCache
 from jinstruct.llm.request import derived_seed
 from jinstruct.filter.rouge import rouge_l_text
@@ -375,11 +376,12 @@ def test_request_series_and_figure(tmp_path):
     assert list(series["request"]) == list(range(len(series)))
     assert series["kept_total"].iloc[-1] == 100 and (series["generated"].diff().fillna(0) >= 0).all()
     assert (series["kept_total"] <= series["generated"]).all() and series["failed"].sum() == 1
-    fig = plot_kept_vs_generated(series)
+    with in_language("en"):
+        fig = plot_kept_vs_generated(series)
     ax = fig.axes[0]
-    assert [line.get_label() for line in ax.get_lines()][:2] == ["generated (parsed candidates)",
-                                                                 "kept (ROUGE-L <= threshold)"]
-    assert list(ax.get_lines()[1].get_ydata()) == list(series["kept_total"])
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["kept (ROUGE-L <= threshold)"].get_ydata()) == list(series["kept_total"])
+    assert list(lines["generated (parsed candidates)"].get_ydata()) == list(series["generated"])
     assert len(load_generated(tmp_path / "generated.jsonl")) == 100
 
 

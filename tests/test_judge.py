@@ -361,15 +361,16 @@ def test_figures_show_shares_and_scores_in_japanese(tmp_path: Path, prompts) -> 
     fig = win_tie_loss_figure(by_cat, results.pairwise_summary(games, "base", rounds=20), categories=order,
                               baseline="base")
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["全体", "writing", "roleplay", "coding-math", "knowledge"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["全体", "作文", "ロールプレイ", "コーディング・数学", "知識"]
     widths = [round(p.get_width(), 4) for p in ax.patches]  # wins for each row, then ties, then losses
     assert widths[:5] == [round(4 / 6, 4), 0.5, 0.0, 1.0, 1.0]  # writing: #normal won, #position tied
     assert widths[5:10] == [round(2 / 6, 4), 0.5, 1.0, 0.0, 0.0]
     scores = results.single_frame(load_single_judgments(single.path), categories)
     fig2 = score_figure(results.mean_scores(scores, by=["model", "category"], rounds=20),
                         results.mean_scores(scores, rounds=20))
-    bars = [p.get_width() for p in fig2.axes[0].patches]
+    bars = [p.get_x() + p.get_width() for p in fig2.axes[0].patches]  # bars run from 1 to the mean
     assert np.allclose(bars[:5], 8.0) and np.allclose(bars[5:], 3.0), "tuned first (the better mean)"
+    assert all(p.get_x() == 1.0 for p in fig2.axes[0].patches)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a missing Japanese glyph is a warning
         fig.savefig(tmp_path / "wtl.png")

@@ -49,3 +49,32 @@ def test_cache_stats_and_export(tmp_path, capsys):
 def test_a_missing_cache_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no LLM cache at"):
         run_cli("cache", "stats", "--cache", str(tmp_path / "none.sqlite3"))
+
+
+def test_export_into_a_pipe_that_closes_early_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    client, _ = fake_client(tmp_path)
+    with client:
+        client.chat_many([ChatRequest.user(f"パイプ{i}" * 200, max_tokens=30) for i in range(200)])
+    cmd = f"{sys.executable} -m jinstruct cache export --cache {tmp_path / 'cache.sqlite3'} | head -n 1"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert json.loads(proc.stdout)["key"]
+
+
+def test_the_help_names_the_cache_the_configs_use_and_the_version_prints():
+    import subprocess
+    import sys
+
+    from jinstruct import __version__
+    from jinstruct.llm.cache import default_cache_path
+    from jinstruct.paths import project_root
+
+    help_text = subprocess.run([sys.executable, "-m", "jinstruct", "cache", "stats", "--help"], capture_output=True,
+                               text=True, timeout=60).stdout
+    assert "runs/llm_cache.sqlite" in " ".join(help_text.split())
+    assert default_cache_path() == project_root() / "runs" / "llm_cache.sqlite"
+    version = subprocess.run([sys.executable, "-m", "jinstruct", "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.strip() == f"jinstruct {__version__}"

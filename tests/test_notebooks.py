@@ -31,6 +31,8 @@ def test_no_outputs_and_parameters_cell(path: Path):
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, "commit notebooks without outputs"
+    # JupyterLab marks a notebook without them modified as soon as it opens it
+    assert nb.metadata["kernelspec"]["name"] == "python3" and nb.metadata["language_info"]["name"] == "python"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

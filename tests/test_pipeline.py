@@ -1,5 +1,8 @@
 """The whole pipeline on the tiny config, through the runner, as the README's first command runs it."""
 
+import re
+
+import nbformat
 import pandas as pd
 import pytest
 
@@ -21,8 +24,16 @@ STAGES = ["01_seed_editing", "02_generation", "03_filtering", "04_qlora_training
 def tiny_run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     overrides = [f"llm.cache={runs / 'llm_cache.sqlite'}"]
-    outcomes = Runner(configs_dir() / "tiny.yaml", overrides, runs_dir=runs, log=lambda m: None).run()
+    outcomes = Runner(configs_dir() / "tiny.yaml", overrides, runs_dir=runs, log=LOG.append).run()
     return runs / "tiny", outcomes, overrides, runs
+
+
+LOG: list[str] = []  # what the runner printed during the tiny run
+
+
+def outputs(run_dir, stage: str) -> list:
+    nb = nbformat.read(run_dir / "notebooks" / f"{stage}.ipynb", as_version=4)
+    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
 
 
 def test_every_notebook_runs(tiny_run):
@@ -56,7 +67,8 @@ def test_stage_outputs(tiny_run):
     assert len(pair) == 16 and {(p["model_1"], p["model_2"]) for p in pair} == {("tiny-sft", "tiny-base")}
     assert len(read_jsonl(run.judgment_file("tiny-judge", "single"))) == 32
     ledger = read_json(run.manifest)["stages"]["06_judging"]["llm"]
-    assert ledger["requests"] == 64 and ledger["failed"] == 0 and ledger["prompt_tokens"] > 0
+    # the 64 judgments, and the worked example's game first (2 requests the run then finds in the cache)
+    assert ledger["requests"] == 66 and ledger["cached"] >= 2 and ledger["failed"] == 0 and ledger["prompt_tokens"] > 0
     summary = pd.read_csv(run.tasks_summary)
     assert list(summary.columns) == ["task", "model", "metric", "value", "stderr", "n", "num_fewshot"]
     assert len(summary) == 2 * 7 and set(summary["model"]) == {"tiny-base", "tiny-sft"}  # acc x3, acc_norm, ppl x3
@@ -88,3 +100,47 @@ def test_estimate_after_the_run_finds_everything_cached(tiny_run):
     rows = {r.stage: r.estimate for r in estimate_run(st)}
     assert rows["06_judging"].requests == 64 and rows["06_judging"].to_send == 0
     assert rows["01_seed_editing"].to_send == 0
+
+
+def test_every_saved_figure_is_shown_once(tiny_run):
+    run_dir = tiny_run[0]
+    for stage in STAGES:
+        saved = sorted(p.stem for p in (run_dir / "figures").glob(f"{stage[:2]}_*.png"))
+        assert sorted(p.stem for p in (run_dir / "figures").glob(f"{stage[:2]}_*.pdf")) == saved
+        images = [o for o in outputs(run_dir, stage) if "image/png" in o.get("data", {})]
+        assert len(images) == len(saved), (stage, saved)
+        assert not any("<Figure size" in o.get("data", {}).get("text/plain", "") for o in outputs(run_dir, stage))
+    assert len(list((run_dir / "figures").glob("*.png"))) == 9
+
+
+def test_the_records_hold_no_warning_and_no_frozen_bar(tiny_run):
+    run_dir = tiny_run[0]
+    for stage in STAGES:
+        outs = outputs(run_dir, stage)
+        warned = [o.text for o in outs if o.output_type == "stream" and o.name == "stderr" and "warn" in o.text.lower()]
+        assert not warned, (stage, warned)
+        assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outs), stage
+        bars = [o.data["text/plain"] for o in outs if o.output_type == "display_data" and "%|" in o.data.get("text/plain", "")]
+        assert all("100%|" in b for b in bars), (stage, bars)
+    # every stage that sends or trains shows its bar, finished
+    for stage, bar in [("01_seed_editing", "translating seed tasks: 100%"), ("02_generation", "self_instruct: 100%"),
+                       ("03_filtering", "filtering: 100%"), ("04_qlora_training", "training tiny-sft: 100%"),
+                       ("05_answering", "tiny-base turn 1: 100%"), ("06_judging", "judge tiny-judge single: 100%")]:
+        assert any(o.output_type == "display_data" and o.data.get("text/plain", "").startswith(bar)
+                   for o in outputs(run_dir, stage)), (stage, bar)
+        assert any(line.startswith(f"[{stage}] {bar}") for line in LOG), (stage, bar)
+
+
+def test_each_notebook_shows_its_worked_example_and_prints_once(tiny_run):
+    run_dir = tiny_run[0]
+    titles = {"01_seed_editing": r"Seed seed_task_0: \d+ fields", "02_generation": r"Request 0: 3 demonstrations in",
+              "03_filtering": r"The filters on the first 40 candidates", "04_qlora_training": r"Training example 0",
+              "05_answering": r"Question 1 \(writing", "06_judging": r"Question 1 \(writing\): tiny-sft vs tiny-base"}
+    for stage, title in titles.items():
+        shown = [o.data["text/html"] for o in outputs(run_dir, stage) if "jx-example" in o.get("data", {}).get("text/html", "")]
+        assert len(shown) == 1 and re.search(title, shown[0]), stage
+    printed = "".join(o.text for o in outputs(run_dir, "06_judging") if o.output_type == "stream")
+    assert printed.count("tiny-judge (pairwise): 16 games") == 1 and printed.count("tiny-judge (single)") == 1
+    stats = next(o.data["text/plain"] for o in outputs(run_dir, "02_generation")
+                 if o.output_type == "execute_result" and "kept (output)" in o.data.get("text/plain", ""))
+    assert re.search(r"kept \(output\)\s+40\n", stats), stats  # integers as integers, not 40.000

@@ -11,10 +11,10 @@ from jinstruct.run.runner import Runner, StageFailed, select
 PARAMS = 'config_path = None\nrun_dir = None\noverrides = {}\n'
 
 
-def notebook(path: Path, *cells: str) -> Path:
+def notebook(path: Path, *cells: str, description: str = "# test stage") -> Path:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells.append(nbformat.v4.new_markdown_cell("# test stage"))
+    nb.cells.append(nbformat.v4.new_markdown_cell(description))
     nb.cells.append(nbformat.v4.new_code_cell(PARAMS, metadata={"tags": ["parameters"]}))
     nb.cells.extend(nbformat.v4.new_code_cell(c) for c in cells)
     nbformat.write(nb, path)
@@ -41,8 +41,8 @@ def project(tmp_path):
 
 
 def runner(project: Path, **kw) -> Runner:
-    return Runner(project / "cfg.yaml", notebooks_dir=project / "notebooks", runs_dir=project / "runs",
-                  log=lambda m: None, **kw)
+    kw.setdefault("log", lambda m: None)
+    return Runner(project / "cfg.yaml", notebooks_dir=project / "notebooks", runs_dir=project / "runs", **kw)
 
 
 def test_runs_in_order_with_parameters_and_manifest(project):
@@ -81,16 +81,67 @@ def test_resume_skips_unchanged_and_force_reruns(project):
     assert [o.status for o in runner(project, overrides=["seed=4"]).run()] == ["skipped", "ok"]
 
 
-def test_failure_names_notebook_and_cell_and_stops(project):
-    notebook(project / "notebooks" / "01_write.ipynb", "x = 1", "raise ValueError('bad seed file')")
+def test_failure_names_notebook_cell_and_line_once_and_stops(project):
+    notebook(project / "notebooks" / "01_write.ipynb", "x = 1",
+             "def check(n):\n    raise ValueError('bad seed file')\n\ny = 2\ncheck(y)")
+    lines = []
     with pytest.raises(StageFailed) as e:
-        runner(project).run()
+        runner(project, log=lines.append).run()
     msg = str(e.value)
-    assert "01_write" in msg and "ValueError: bad seed file" in msg and "cell 4 of the executed notebook (In [4]" in msg
-    assert str(project / "runs" / "demo" / "notebooks" / "01_write.ipynb") in msg
+    # the cell (index 4 counts the injected parameters cell), the statement that raised, the error once
+    assert msg.splitlines()[0] == "stage 01_write failed in cell 4 (In [4]), line 5: check(y)"
+    assert msg.count("ValueError: bad seed file") == 1
+    assert msg.splitlines()[-1] == f"  executed notebook: {project / 'runs' / 'demo' / 'notebooks' / '01_write.ipynb'}"
+    assert not any("bad seed file" in line for line in lines), "the runner leaves printing the error to its caller"
+    assert "ValueError: bad seed file" in (project / "runs" / "demo" / "run.log").read_text()
     m = read_json(project / "runs" / "demo" / "manifest.json")
     assert m["stages"]["01_write"]["status"] == "failed" and "02_read" not in m["stages"]
     assert (project / "runs" / "demo" / "notebooks" / "01_write.ipynb").exists()
+
+
+def test_a_missing_input_names_the_stage_that_writes_it(project):
+    notebook(project / "notebooks" / "01_write.ipynb", "pass",
+             description="# 01\n\n**Reads**: nothing.\n**Writes**: `data/a.txt`, `models/<name>/adapter/`.")
+    with pytest.raises(StageFailed) as e:
+        runner(project).run("02")
+    msg = str(e.value)
+    assert "FileNotFoundError" in msg and "line 2: a = (Path(run_dir) / 'data' / 'a.txt').read_text()" in msg
+    assert "data/a.txt is missing: stage 01_write writes it; run that stage first (--stages 01)" in msg
+
+
+def test_declared_outputs_and_their_writers():
+    from jinstruct.paths import notebooks_dir
+    from jinstruct.run.runner import declared_outputs, discover, writer_of
+
+    notebooks = discover(notebooks_dir())
+    assert "data/train.jsonl" in declared_outputs(notebooks_dir() / "03_filtering.ipynb")
+    assert writer_of("data/train.jsonl", notebooks) == "03_filtering"
+    assert writer_of("seeds/ja_seed_tasks.jsonl", notebooks) == "01_seed_editing"
+    assert writer_of("data/generated.jsonl", notebooks) == "02_generation"
+    assert writer_of("models/tiny-sft/adapter/adapter_config.json", notebooks) == "04_qlora_training"
+    assert writer_of("answers/tiny-sft.jsonl", notebooks) == "05_answering"
+    assert writer_of("nowhere/x.txt", notebooks) is None
+
+
+def test_progress_of_a_stage_reaches_the_log(project):
+    notebook(project / "notebooks" / "01_write.ipynb",
+             "from jinstruct import progress\nimport time\n"
+             "with progress.bar(total=5, desc='demo', unit='rec') as bar:\n"
+             "    for _ in range(5):\n        time.sleep(0.05)\n        bar.update(1)")
+    lines = []
+    runner(project, log=lines.append).run("01")
+    done = [line for line in lines if line.startswith("[01_write] demo: 100%")]
+    assert len(done) == 1 and "5/5" in done[0] and "rec/s]" in done[0], lines
+    assert done[0] in (project / "runs" / "demo" / "run.log").read_text()
+    # the executed notebook keeps the bar's final state as text, not a widget at 0%
+    executed = nbformat.read(project / "runs" / "demo" / "notebooks" / "01_write.ipynb", as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    bars = [o for o in outputs if o.output_type == "display_data"]
+    assert len(bars) == 1 and list(bars[0].data) == ["text/plain"]
+    assert bars[0].data["text/plain"].startswith("demo: 100%") and "5/5" in bars[0].data["text/plain"]
+    assert not any(o.output_type == "stream" and o.name == "stderr" for o in outputs)
+    # the kernel's own log (not the notebook's output) goes to run.log, never to the terminal
+    assert not any("Kernel is running over TCP" in line for line in lines)
 
 
 def test_no_secret_reaches_notebook_log_or_manifest(project, monkeypatch):
@@ -156,6 +207,11 @@ def test_cli_run_reports_failure(project, capsys):
     rc = main(["run", "--config", str(project / "cfg.yaml"), "--set", "nokey=1",
                "--notebooks", str(project / "notebooks"), "--runs-dir", str(project / "runs")])
     assert rc == 1 and "nokey" in capsys.readouterr().err
+    notebook(project / "notebooks" / "01_write.ipynb", "raise ValueError('bad seed file')")
+    rc = main(["run", "--config", str(project / "cfg.yaml"),
+               "--notebooks", str(project / "notebooks"), "--runs-dir", str(project / "runs")])
+    out, err = capsys.readouterr()
+    assert rc == 1 and (out + err).count("ValueError: bad seed file") == 1 and err.startswith("error: stage 01_write failed")
 
 
 def test_a_rerun_that_reuses_its_files_keeps_them_as_outputs(project):
@@ -170,3 +226,25 @@ def test_a_rerun_that_reuses_its_files_keeps_them_as_outputs(project):
     m = read_json(project / "runs" / "demo" / "manifest.json")
     assert list(m["stages"]["01_write"]["outputs"]) == ["data/a.txt"]
     assert [o.status for o in runner(project).run()] == ["skipped", "skipped"]
+
+
+@pytest.mark.parametrize("how", [["-p", "overrides", '{"filter.rouge_threshold": 0.6}'],
+                                 ["-y", '{"overrides": {"filter.rouge_threshold": 0.6}}']], ids=["-p json", "-y dict"])
+def test_papermill_overrides_as_papermill_users_pass_them(tmp_path, how):
+    import subprocess
+    import sys
+
+    from jinstruct.paths import configs_dir
+
+    nb = notebook(tmp_path / "03_x.ipynb",
+                  "from jinstruct.run import Stage\n"
+                  "st = Stage.open('03_x', config_path, run_dir, overrides)\n"
+                  "print('threshold', st.cfg.filter.rouge_threshold, 'run', st.run_dir.name)")
+    out = tmp_path / "out.ipynb"
+    cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-p", "config_path", str(configs_dir() / "tiny.yaml"),
+           "-p", "run_dir", str(tmp_path / "run"), *how, "--log-level", "ERROR"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = [o.text for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs
+               if o.output_type == "stream"]
+    assert printed == ["threshold 0.6 run run\n"]

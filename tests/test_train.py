@@ -237,6 +237,27 @@ def test_train_on_inputs_trains_the_prompt_tokens_too(tiny_model, tmp_path):
     base = trainer.model.get_base_model()  # auto on a Llama: every linear layer but the head
     assert {type(m.base_layer).__name__ for m in (base.model.layers[0].self_attn.q_proj,
                                                   base.model.layers[0].mlp.down_proj)} == {"Linear4bit"}
+def test_the_worked_example_marks_the_tokens_the_trainer_trains(tiny_model, tmp_path):
+    from jinstruct.train.example import loss_tokens
+    from jinstruct.train.qlora import make_trainer
+
+    for template in ("chat", "alpaca_ja"):
+        path = write_records(tmp_path / f"{template}.jsonl", qa_records(2))
+        params = small_params(tiny_model, template=template, packing=False)
+        trainer = make_trainer(params, path, tmp_path / "o")
+        tok = trainer.processing_class
+        for i, ex in enumerate(trainer.train_dataset):
+            shown = loss_tokens(params, path, i)
+            assert [t for piece in shown.ids for t in piece] == ex["input_ids"], template
+            assert shown.loss == [lab != -100 for lab in ex["labels"]], template
+            assert 0 < sum(shown.loss) < len(shown.loss)
+            assert shown.tokens == [tok.decode(piece) for piece in shown.ids] and "\ufffd" not in "".join(shown.tokens)
+            assert "".join(shown.tokens) == tok.decode(ex["input_ids"])
+        assert shown.template == template and "<span" in shown._repr_html_()
+    cut = loss_tokens(small_params(tiny_model, template="alpaca_ja", max_seq_length=16), path, 0)
+    assert len(cut.loss) > 16 and not any(cut.loss[16:]) and ", cut to 16," in cut.title
+    with pytest.raises(IndexError, match="no example 5"):
+        loss_tokens(params, path, 5)
 
 
 def test_trainer_configuration_on_cpu(tiny_model, tmp_path):

@@ -6,6 +6,7 @@ __getattr__, __dir__ = exports(__name__, {
     "AnswerReport": "engines",
     "answer_model": "stage",
     "category_counts": "tables",
+    "example_answers": "example",
     "reports_table": "tables",
     "side_by_side": "tables",
     "answer_with_client": "engines",

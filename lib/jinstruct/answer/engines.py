@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from jinstruct.progress import bar as progress_bar
 from jinstruct.answer.records import TEMPERATURES, make_answer, missing_answers, temperature_for, turn_messages
 from jinstruct.formats.fastchat import Answer, Question, QuestionId, append_records, write_records
 from jinstruct.train.templates import Template, render, stops
@@ -298,13 +299,13 @@ class TransformersGenerator:
 
     def __init__(self, model: Any, tokenizer: Any, template: Template = "chat", max_new_tokens: int = 512,
                  batch_size: int = 8, seed: int = 0, top_p: float = 1.0, stop: Sequence[str] | None = None,
-                 progress: bool = True, model_identity: Mapping[str, Any] | None = None):
+                 progress: bool = True, model_identity: Mapping[str, Any] | None = None, desc: str = ""):
         if tokenizer.pad_token is None:
             raise ValueError("the tokenizer has no pad token (load it with jinstruct.train.qlora.load_tokenizer)")
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.max_new_tokens, self.batch_size, self.seed, self.top_p = max_new_tokens, batch_size, seed, top_p
         self.stop = tuple(stop) if stop is not None else stops(template)
-        self.progress = progress
+        self.progress, self.desc = progress, desc
         self.model_identity = dict(model_identity) if model_identity is not None else {
             "model": getattr(getattr(model, "config", None), "_name_or_path", type(model).__name__)}
 
@@ -314,8 +315,6 @@ class TransformersGenerator:
                 "max_new_tokens": self.max_new_tokens, "seed": self.seed, "top_p": self.top_p, "stop": list(self.stop)}
 
     def __call__(self, prompts: Sequence[TurnPrompt]) -> list[Generated]:
-        from tqdm.auto import tqdm
-
         texts = [render(self.tokenizer, self.template, p.messages) for p in prompts]
         add_special = self.template != "chat"  # a chat template writes its own BOS
         lengths = [len(self.tokenizer(t, add_special_tokens=add_special)["input_ids"]) for t in texts]
@@ -329,8 +328,9 @@ class TransformersGenerator:
             else:
                 batches.append([i])
         out: list[Generated | None] = [None] * len(prompts)
-        bar = tqdm(total=len(prompts), desc=f"turn {prompts[0].turn}" if prompts else "", unit="answer",
-                   disable=not self.progress, dynamic_ncols=True)
+        turn = f"turn {prompts[0].turn}" if prompts else ""
+        bar = progress_bar(total=len(prompts), desc=f"{self.desc} {turn}".strip(), unit="answer",
+                           disable=not self.progress)
         for batch in batches:
             for i, g in zip(batch, self._generate([texts[i] for i in batch], [prompts[i] for i in batch], add_special)):
                 out[i] = g
@@ -383,7 +383,7 @@ def answer_with_transformers(questions: Sequence[Question], model: Any, tokenize
     resuming what is there under the same settings. `model_identity` names the model for that check (default: its
     `name_or_path`; pass the base model and a digest of the adapter so that a retrained adapter answers again)."""
     generate = TransformersGenerator(model, tokenizer, template, max_new_tokens, batch_size, seed, top_p, stop,
-                                     progress, model_identity)
+                                     progress, model_identity, desc=model_id)
     return answer_questions(questions, generate, model_id, out_path, num_choices, temperatures, system, group_size,
                             superseded)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,31 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class LocalModel:
+    """How a local `AnswerModel` is loaded and prompted."""
+
+    base: str
+    adapter: Path | None
+    template: str
+    load_in_4bit: bool
+
+
+def local_model(spec: Any, stage: Any) -> LocalModel:
+    """The base model, adapter, template and quantization of a config's `AnswerModel` that is not an endpoint."""
+    if spec.trained:
+        trained = {m.name: m for m in stage.cfg.train.models}
+        if spec.trained not in trained:
+            raise KeyError(f"answer model {spec.model_id!r}: no train.models entry named {spec.trained!r}")
+        params = trained[spec.trained]
+        adapter = stage.layout.adapter(spec.trained)
+        if not adapter.exists():
+            raise FileNotFoundError(f"{adapter}: run stage 04 (training) first")
+        four_bit = params.load_in_4bit if spec.load_in_4bit is None else spec.load_in_4bit
+        return LocalModel(resolve_model(params.base_model), adapter, spec.template or params.template, four_bit)
+    return LocalModel(resolve_model(spec.base_model), None, spec.template or "chat", bool(spec.load_in_4bit))
+
+
 def answer_model(spec: Any, questions: list[Question], stage: Any) -> AnswerReport:
     """Answer with one `AnswerModel` of the config into the run's answer file for it (resuming what is there).
 
@@ -64,29 +90,16 @@ def answer_model(spec: Any, questions: list[Question], stage: Any) -> AnswerRepo
         client = stage.client(spec.endpoint)
         return answer_with_client(questions, client, spec.model_id, out, max_tokens=section.max_new_tokens,
                                   seed=section.seed, superseded=superseded)
-    if spec.trained:
-        trained = {m.name: m for m in stage.cfg.train.models}
-        if spec.trained not in trained:
-            raise KeyError(f"answer model {spec.model_id!r}: no train.models entry named {spec.trained!r}")
-        params = trained[spec.trained]
-        base = resolve_model(params.base_model)
-        adapter = stage.layout.adapter(spec.trained)
-        if not adapter.exists():
-            raise FileNotFoundError(f"{adapter}: run stage 04 (training) first")
-        template = spec.template or params.template
-        if spec.engine == "vllm":
-            return _with_vllm(spec, questions, stage, base, adapter, params.lora_r, template)
-        four_bit = params.load_in_4bit if spec.load_in_4bit is None else spec.load_in_4bit
-        model, tokenizer = load_answer_model(base, adapter, load_in_4bit=four_bit)
-        identity = {"model": params.base_model, "adapter_sha256": folder_digest(adapter), "load_in_4bit": four_bit}
-    else:
-        template = spec.template or "chat"
-        if spec.engine == "vllm":
-            return _with_vllm(spec, questions, stage, resolve_model(spec.base_model), None, 8, template)
-        four_bit = bool(spec.load_in_4bit)
-        model, tokenizer = load_answer_model(resolve_model(spec.base_model), None, load_in_4bit=four_bit)
-        identity = {"model": spec.base_model, "load_in_4bit": four_bit}
-    return answer_with_transformers(questions, model, tokenizer, spec.model_id, out, template=template,
+    local = local_model(spec, stage)
+    if spec.engine == "vllm":
+        lora_r = {m.name: m for m in stage.cfg.train.models}[spec.trained].lora_r if spec.trained else 8
+        return _with_vllm(spec, questions, stage, local.base, local.adapter, lora_r, local.template)
+    model, tokenizer = load_answer_model(local.base, local.adapter, load_in_4bit=local.load_in_4bit)
+    base_name = {m.name: m for m in stage.cfg.train.models}[spec.trained].base_model if spec.trained else spec.base_model
+    identity: dict[str, Any] = {"model": base_name, "load_in_4bit": local.load_in_4bit}
+    if local.adapter is not None:
+        identity["adapter_sha256"] = folder_digest(local.adapter)
+    return answer_with_transformers(questions, model, tokenizer, spec.model_id, out, template=local.template,
                                     max_new_tokens=section.max_new_tokens, batch_size=section.batch_size,
                                     seed=section.seed, model_identity=identity, superseded=superseded)
 

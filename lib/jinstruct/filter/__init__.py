@@ -11,6 +11,7 @@ __getattr__, __dir__ = exports(__name__, {
     "load_records": "stage",
     "load_seed_records": "stage",
     "source_table": "stage",
+    "rejection_examples": "example",
     "training_dataset": "stage",
     "stats": "stats",
     "write_outputs": "stage",

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
+from jinstruct.progress import bar as progress_bar
 from jinstruct.filter.dedup import Deduper
 from jinstruct.filter.heuristics import REASONS, FilterParams, Filters
 from jinstruct.filter.stats import length_summary, rejection_table
@@ -121,9 +122,7 @@ def filter_records(
     rejected: list[dict[str, Any]] = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(records), desc="filtering", unit="rec", dynamic_ncols=True)
+        bar = progress_bar(total=len(records), desc="filtering", unit="rec")
     for rec in records:
         rejection = filters.check(rec)
         if rejection is not None:
@@ -240,7 +239,9 @@ def dataset_card(result: FilterResult, title: str = "Japanese instructions", gen
         "",
         "## Lengths of the kept records (characters)",
         "",
-        length_summary(result.kept).to_markdown(floatfmt=".1f", intfmt=",") if result.kept else "No records.",
+        # object columns: tabulate would turn the whole table into floats (30.0 records)
+        length_summary(result.kept).astype(object).to_markdown(floatfmt=".1f", intfmt=",") if result.kept
+        else "No records.",
         "",
         "## Training format",
         "",

@@ -21,10 +21,30 @@ from matplotlib.figure import Figure
 from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 
-from jinstruct.plotting import PALETTE, label_bars, new_figure
+from jinstruct.plotting import PALETTE, count_axis, empty_panel, label, label_bars, names, new_figure
 from jinstruct.filter.rouge import TokenKind, fmeasure_array, normalize, tagger, tokenize
 
 FIELDS = ("instruction", "input", "output")
+FIELD_NAMES = {"instruction": ("指示", "instruction"), "input": ("入力", "input"), "output": ("出力", "output")}
+# rejection reasons (jinstruct.filter.heuristics.REASONS, the ROUGE-L dedup) and "kept", as figures name them
+REASON_NAMES = {
+    "empty_instruction": ("指示が空", "empty instruction"),
+    "empty_output": ("出力が空", "empty output"),
+    "instruction_too_short": ("指示が短すぎる", "instruction too short"),
+    "instruction_too_long": ("指示が長すぎる", "instruction too long"),
+    "output_too_short": ("出力が短すぎる", "output too short"),
+    "output_too_long": ("出力が長すぎる", "output too long"),
+    "copied_from_prompt": ("プロンプトの書式が混入", "copied from the prompt"),
+    "starts_with_punctuation": ("句読点で始まる", "starts with punctuation"),
+    "starts_with_list_marker": ("箇条書きの記号で始まる", "starts with a list marker"),
+    "too_little_japanese": ("日本語が少なすぎる", "too little Japanese"),
+    "unsupported_task": ("テキストでできない課題", "not a text task"),
+    "input_equals_output": ("入力と出力が同じ", "input equals output"),
+    "cut_off_output": ("出力が途中で切れている", "output cut off"),
+    "exact_duplicate": ("完全な重複", "exact duplicate"),
+    "rouge_duplicate": ("ROUGE-Lで近すぎる", "too close by ROUGE-L"),
+    "kept": ("採用", "kept"),
+}
 
 
 # --- rejections -------------------------------------------------------------------------------------------------
@@ -42,10 +62,11 @@ def plot_rejections(table: pd.DataFrame) -> Figure:
     """Horizontal bars: records per rejection reason, and kept."""
     fig, (ax,) = new_figure(6.5, 0.45 * len(table) + 1.2)
     colors = [PALETTE[2] if r == "kept" else PALETTE[3] for r in table["reason"]]
-    ax.barh(table["reason"][::-1], table["count"][::-1], color=colors[::-1])
+    ax.barh(names(table["reason"][::-1], REASON_NAMES), table["count"][::-1], color=colors[::-1])
     label_bars(ax)
-    ax.set_xlabel("件数")
-    ax.set_title("フィルタの結果(理由別)")
+    count_axis(ax, "x")
+    ax.set_xlabel(label("件数", "records"))
+    ax.set_title(label("フィルタの結果 (理由別)", "Filtering by reason"))
     ax.margins(x=0.15)
     return fig
 
@@ -74,15 +95,20 @@ def length_summary(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def plot_lengths(df: pd.DataFrame, bins: int = 40) -> Figure:
-    """Histograms of instruction, input and output length (the output of `lengths`); empty inputs left out."""
+    """Histograms of instruction, input and output length (the output of `lengths`); empty inputs left out, and a
+    field with no text at all gets a note instead of an empty histogram."""
     fig, axes = new_figure(10, 3.2, ncols=3)
-    names = {"instruction": "指示", "input": "入力", "output": "出力"}
     for ax, f, color in zip(axes, FIELDS, PALETTE):
         values = df[f][df[f] > 0] if f == "input" else df[f]
+        name = label(*FIELD_NAMES[f])
+        ax.set_title(label(f"{name}の長さ (n={len(values):,})", f"{name} length (n={len(values):,})"))
+        if len(values) == 0:
+            empty_panel(ax, label(f"{name}のある記録はありません", f"no record has an {name}"))
+            continue
         ax.hist(values, bins=bins, color=color, edgecolor="white")
-        ax.set_title(f"{names[f]}の長さ (n={len(values):,})")
-        ax.set_xlabel("文字数")
-    axes[0].set_ylabel("件数")
+        ax.set_xlabel(label("文字数", "characters"))
+        count_axis(ax, "y")
+    axes[0].set_ylabel(label("件数", "records"))
     return fig
 
 
@@ -134,16 +160,18 @@ def nearest_seed_scores(
 
 
 def plot_rouge_histogram(scores: pd.DataFrame, threshold: float | None = 0.7, bins: int = 20,
-                         title: str = "最も類似したシード指示とのROUGE-L") -> Figure:
+                         title: str | None = None) -> Figure:
     """Histogram of `rouge_l` (e.g. from `nearest_seed_scores`), with the dedup threshold marked."""
     fig, (ax,) = new_figure(6, 3.5)
     ax.hist(scores["rouge_l"], bins=bins, range=(0, 1), color=PALETTE[0], edgecolor="white")
     if threshold is not None:
-        ax.axvline(threshold, color=PALETTE[3], linestyle="--", label=f"しきい値 {threshold}")
+        ax.axvline(threshold, color=PALETTE[3], linestyle="--", label=label(f"しきい値 {threshold}", f"threshold {threshold}"))
         ax.legend()
+    ax.set_xlim(0, 1)
+    count_axis(ax, "y")
     ax.set_xlabel("ROUGE-L")
-    ax.set_ylabel("指示の数")
-    ax.set_title(title)
+    ax.set_ylabel(label("指示の数", "instructions"))
+    ax.set_title(title or label("最も類似したシード指示とのROUGE-L", "ROUGE-L with the most similar seed instruction"))
     return fig
 
 
@@ -231,14 +259,15 @@ def top_predicate_objects(pairs: pd.DataFrame, n_predicates: int = 20, n_objects
     return pd.DataFrame(rows, columns=["predicate", "object", "count", "predicate_count"])
 
 
-def plot_predicate_objects(top: pd.DataFrame, title: str = "指示の主な述語と目的語", min_label_share: float = 0.012) -> Figure:
+def plot_predicate_objects(top: pd.DataFrame, title: str | None = None, min_label_share: float = 0.012) -> Figure:
     """Self-instruct's chart in two rings: predicates inside (sized by their instructions), their top objects
     outside (sized by their pairs; the rest of each predicate's share left blank). Wedges narrower than
     `min_label_share` of the circle go unlabelled."""
+    title = title or label("指示の主な述語と目的語", "Main predicates of the instructions and their objects")
     fig, (ax,) = new_figure(7.5, 7.5)
     if top.empty:
-        ax.text(0.5, 0.5, "述語と目的語の組がありません", ha="center", va="center")
-        ax.set(title=title, xticks=[], yticks=[])
+        empty_panel(ax, label("述語と目的語の組がありません", "no predicate-object pairs"))
+        ax.set_title(title)
         return fig
     preds = top.drop_duplicates("predicate")[["predicate", "predicate_count"]]
     colors = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(preds["predicate"])}

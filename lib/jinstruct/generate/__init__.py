@@ -21,5 +21,6 @@ __getattr__, __dir__ = exports(__name__, {
     "size": "recipes",
     "size_key": "recipes",
     "take_prefix": "reuse",
+    "worked_example": "example",
 })
 __all__ = sorted(__dir__())

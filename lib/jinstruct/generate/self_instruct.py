@@ -67,6 +67,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from jinstruct.download import fetch_checked, github_raw_url, sha256_check
+from jinstruct.progress import bar as progress_bar
 from jinstruct.filter.dedup import DEFAULT_THRESHOLD, Deduper
 from jinstruct.io import (
     DataError,
@@ -473,7 +474,7 @@ class GenerationStats:
             "dedup share": round(self.dedup_share, 3), "prompt tokens": self.prompt_tokens,
             "completion tokens": self.completion_tokens, "cost usd": round(self.cost_usd, 4),
         }
-        return pd.DataFrame({"value": rows})
+        return pd.Series(rows, dtype=object).to_frame("value")  # counts stay integers
 
 
 class _Pool:
@@ -734,9 +735,7 @@ class _Grower:
 def _progress_bar(progress: bool, total: int, initial: int) -> Any:
     if not progress:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=RECIPE, unit="inst", dynamic_ncols=True)
+    return progress_bar(total=total, initial=initial, desc=RECIPE, unit="inst")
 
 
 # ----- reading a run back: the per-request series and its figure --------------------------------------------------
@@ -770,29 +769,34 @@ def request_series(out_path: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
-def plot_kept_vs_generated(series: pd.DataFrame, ax: Any = None) -> Figure:
-    """Generated candidates and kept instructions (cumulative) against requests, with the running keep rate."""
-    import matplotlib.pyplot as plt
+def plot_kept_vs_generated(series: pd.DataFrame) -> Figure:
+    """Generated candidates and kept instructions (cumulative) against requests, with the running keep rate.
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4))
-    else:
-        fig = ax.figure
+    Where nothing was dropped the two lines coincide: kept is drawn as a filled area and generated as a dashed
+    line over it, so both stay visible."""
+    from jinstruct.plotting import PALETTE, count_axis, label, new_figure
+
+    fig, (ax,) = new_figure(7, 4)
     x = series["request"] + 1
-    ax.plot(x, series["generated"], label="generated (parsed candidates)")
-    ax.plot(x, series["kept_total"], label="kept (ROUGE-L <= threshold)")
-    ax.set_xlabel("requests")
-    ax.set_ylabel("instructions")
+    ax.fill_between(x, series["kept_total"], color=PALETTE[2], alpha=0.25, linewidth=0)
+    ax.plot(x, series["kept_total"], color=PALETTE[2], linewidth=2,
+            label=label("採用 (ROUGE-L ≤ しきい値)", "kept (ROUGE-L <= threshold)"))
+    ax.plot(x, series["generated"], color=PALETTE[0], linestyle="--", marker="o", markersize=3, zorder=3,
+            label=label("生成 (解析できた候補)", "generated (parsed candidates)"))
+    ax.set_xlabel(label("リクエスト数", "requests"))
+    ax.set_ylabel(label("指示の数", "instructions"))
+    ax.set_ylim(bottom=0)
+    count_axis(ax, "x")
+    count_axis(ax, "y")
     ax.grid(alpha=0.3)
     rate = ax.twinx()
-    rate.plot(x, series["keep_rate"], color="grey", linestyle=":", label="keep rate")
-    rate.set_ylim(0, 1)
-    rate.set_ylabel("keep rate")
+    rate.plot(x, series["keep_rate"], color="grey", linestyle=":", label=label("採用率", "keep rate"))
+    rate.set_ylim(0, 1.05)
+    rate.set_ylabel(label("採用率", "keep rate"))
     lines = ax.get_legend_handles_labels()
     extra = rate.get_legend_handles_labels()
     ax.legend(lines[0] + extra[0], lines[1] + extra[1], loc="upper left")
-    ax.set_title("Kept versus generated over requests")
-    fig.tight_layout()
+    ax.set_title(label("リクエストごとの生成数と採用数", "Kept versus generated over requests"))
     return fig
 
 

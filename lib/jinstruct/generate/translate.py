@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 import pandas as pd
 
+from jinstruct.progress import bar as progress_bar
 from jinstruct import paths
 from jinstruct.download import ChecksumError, DownloadError, fetch_checked  # noqa: F401 (errors re-exported)
 from jinstruct.generate.self_instruct import ResumableOutput, endpoint_params, in_order
@@ -219,7 +220,7 @@ class TranslationStats:
                 "settings changed (started over)": ", ".join(self.settings_changed) or "-",
                 "previous output moved to": self.superseded or "-",
                 "wall s": round(self.wall_s, 2), "records/s": round(self.records_per_s, 2)}
-        return pd.DataFrame({"value": rows})
+        return pd.Series(rows, dtype=object).to_frame("value")  # counts stay integers
 
 
 def translate_alpaca(
@@ -255,9 +256,7 @@ def translate_alpaca(
     status: Counter[str] = Counter()
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(records), initial=len(steps), desc=RECIPE, unit="rec", dynamic_ncols=True)
+        bar = progress_bar(total=len(records), initial=len(steps), desc=RECIPE, unit="rec")
 
     todo = [i for i in range(len(steps), len(records)) if as_task(i, records[i]) is not None]
 

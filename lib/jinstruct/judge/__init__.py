@@ -5,6 +5,7 @@ from jinstruct.lazy import exports
 
 __getattr__, __dir__ = exports(__name__, {
     "Judging": "stage",
+    "example_game": "example",
     "load_benchmark": "jinstruct.formats.fastchat",
     "run_judging": "stage",
     "save_tables": "stage",

@@ -6,7 +6,8 @@
 - `score_figure`: per category, each model's mean 1-10 score with its bootstrap interval, from
   `results.mean_scores(..., by=["model", "category"])` (and `by=["model"]` for the overall bar).
 
-Both return a matplotlib `Figure` (no pyplot state) with Japanese labels rendered in a bundled Japanese font.
+Both return a matplotlib `Figure` (no pyplot state); labels, titles and category names follow the figure language
+(`jinstruct.plotting.label`: `figures.language` in the run config).
 """
 
 from __future__ import annotations
@@ -17,11 +18,29 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from jinstruct.plotting import setup_japanese_font
+from jinstruct.plotting import label, names, setup_japanese_font
 
-OVERALL = "全体"
+OVERALL = "overall"  # the row of all categories together
 RESULTS = ("wins", "ties", "losses")
-RESULT_LABELS = {"wins": "勝ち", "ties": "引き分け", "losses": "負け"}
+RESULT_NAMES = {"wins": ("勝ち", "win"), "ties": ("引き分け", "tie"), "losses": ("負け", "loss")}
+# the benchmark's categories (ja_qa80 and the Vicuna / MT-Bench ones), as figures name them
+CATEGORY_NAMES = {
+    OVERALL: ("全体", "overall"),
+    "writing": ("作文", "writing"),
+    "roleplay": ("ロールプレイ", "roleplay"),
+    "knowledge": ("知識", "knowledge"),
+    "common-sense": ("常識", "common sense"),
+    "fermi": ("フェルミ推定", "Fermi estimates"),
+    "counterfactual": ("反実仮想", "counterfactual"),
+    "coding-math": ("コーディング・数学", "coding and math"),
+    "coding": ("コーディング", "coding"),
+    "math": ("数学", "math"),
+    "generic": ("一般", "generic"),
+    "reasoning": ("推論", "reasoning"),
+    "extraction": ("抽出", "extraction"),
+    "stem": ("理系知識", "STEM"),
+    "humanities": ("人文知識", "humanities"),
+}
 RESULT_COLORS = {"wins": "#4c72b0", "ties": "#bdbdbd", "losses": "#dd8452"}
 MIN_LABELLED_SHARE = 0.12  # segments narrower than this get no percentage written in them
 
@@ -66,7 +85,7 @@ def win_tie_loss_figure(by_category: pd.DataFrame, overall: pd.DataFrame | None 
         left = np.zeros(len(rows))
         for result in RESULTS:
             share = np.divide(table[result].to_numpy(dtype=float), n, out=np.zeros(len(rows)), where=n > 0)
-            ax.barh(y, share, left=left, color=RESULT_COLORS[result], label=RESULT_LABELS[result],
+            ax.barh(y, share, left=left, color=RESULT_COLORS[result], label=label(*RESULT_NAMES[result]),
                     edgecolor="white", height=0.75)
             for yi, (x0, w) in enumerate(zip(left, share)):
                 if w >= MIN_LABELLED_SHARE:
@@ -74,17 +93,17 @@ def win_tie_loss_figure(by_category: pd.DataFrame, overall: pd.DataFrame | None 
                             color="white" if result != "ties" else "black")
             left += share
         for yi, (count, errors) in enumerate(zip(table["n"], table["errors"])):
-            note = f"n={int(count)}" + (f", エラー{int(errors)}" if errors else "")
+            note = f"n={int(count)}" + (label(f", エラー{int(errors)}", f", {int(errors)} errors") if errors else "")
             ax.text(1.01, yi, note, va="center", fontsize=8, transform=ax.get_yaxis_transform())
         ax.set_xlim(0, 1)
         ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
-        ax.set_title(f"{model} 対 {baseline}" if baseline else model, fontsize=10)
-        ax.set_xlabel("対戦の割合")
+        ax.set_title(label(f"{model} 対 {baseline}", f"{model} vs {baseline}") if baseline else model, fontsize=10)
+        ax.set_xlabel(label("対戦の割合", "share of games"))
         ax.axvline(0.5, color="black", linewidth=0.6, linestyle=":")
-    axes[0].set_yticks(y, rows)
+    axes[0].set_yticks(y, names(rows, CATEGORY_NAMES))
     axes[0].invert_yaxis()
     axes[-1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.3 / len(rows)), ncols=3, frameon=False)
-    fig.suptitle(title or "カテゴリ別の勝敗 (両順序で判定)")
+    fig.suptitle(title or label("カテゴリ別の勝敗 (両順序で判定)", "Wins, ties and losses by category (both orders judged)"))
     return fig
 
 
@@ -118,19 +137,22 @@ def score_figure(scores: pd.DataFrame, overall: pd.DataFrame | None = None, mode
     ax = fig.add_subplot()
     height = 0.8 / len(models)
     palette = [f"C{i}" for i in range(len(models))]
+    low, high = scale
     for k, model in enumerate(models):
         stats = pd.DataFrame([_score(scores, overall, model, row) for row in rows], index=rows)
         y = np.arange(len(rows)) - 0.4 + height * (k + 0.5)
         mean = stats["mean"].to_numpy(dtype=float)
         err = np.vstack([mean - stats["ci_low"].to_numpy(dtype=float), stats["ci_high"].to_numpy(dtype=float) - mean])
-        ax.barh(y, mean, height=height * 0.9, color=palette[k], label=model,
+        # bars start at the bottom of the scale (1), not at 0: a score of 1 is the lowest there is
+        ax.barh(y, mean - low, left=low, height=height * 0.9, color=palette[k], label=model,
                 xerr=np.nan_to_num(err, nan=0.0), error_kw={"elinewidth": 1, "capsize": 2})
-    ax.set_yticks(np.arange(len(rows)), rows)
+    ax.set_yticks(np.arange(len(rows)), names(rows, CATEGORY_NAMES))
     ax.invert_yaxis()
-    ax.set_xlim(0, scale[1])
-    ax.set_xlabel(f"平均スコア ({scale[0]:g}-{scale[1]:g}、95%信頼区間)")
+    ax.set_xlim(low, high)
+    ax.set_xticks(np.arange(np.ceil(low), np.floor(high) + 1))
+    ax.set_xlabel(label(f"平均スコア ({low:g}-{high:g}、95%信頼区間)", f"mean score ({low:g}-{high:g}, 95% interval)"))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.set_title(title or "カテゴリ別の平均スコア")
+    ax.set_title(title or label("カテゴリ別の平均スコア", "Mean score by category"))
     return fig
 
 

@@ -12,6 +12,7 @@ with a seed gives the same reply whatever else is being served.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import secrets
 import threading
@@ -341,10 +342,12 @@ class LocalChatModel:
         inputs = torch.tensor([prompt] * n, device=self.device)
         owed = torch.zeros(n, dtype=torch.long, device=self.device)  # each reply's UTF-8 automaton state
         past = None
+        # the KV cache is `cache` in recent transformers (`past_key_values` there is a deprecated alias that warns)
+        cache_name = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         with torch.inference_mode():
             for _ in range(max_tokens):
-                out = self.model(input_ids=inputs, past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                out = self.model(input_ids=inputs, use_cache=True, **{cache_name: past})
+                past = getattr(out, cache_name)
                 logits = out.logits[:, -1, : self.vocab_size].float()
                 if matchers:
                     xgr.reset_token_bitmask(bitmask)

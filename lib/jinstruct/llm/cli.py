@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,9 @@ from jinstruct.io import atomic_write_text, dumps
 
 if TYPE_CHECKING:
     from jinstruct.llm.cache import ResponseCache
+
+# what `jinstruct.llm.cache.default_cache_path` returns, the file every config's `llm.cache` names by default
+DEFAULT_HELP = "runs/llm_cache.sqlite in the project folder (or --root / $JINSTRUCT_ROOT)"
 
 
 def _open(args: argparse.Namespace) -> ResponseCache:
@@ -47,8 +51,12 @@ def _export(args: argparse.Namespace) -> int:
     try:
         lines = (dumps(row) + "\n" for row in cache.export(model=args.model))
         if args.out == "-":
-            for line in lines:
-                sys.stdout.write(line)
+            try:
+                for line in lines:
+                    sys.stdout.write(line)
+                sys.stdout.flush()
+            except BrokenPipeError:  # the reader stopped early (`| head`): that is fine, and no traceback
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's documented recipe
         else:
             text = "".join(lines)
             n = text.count("\n")
@@ -63,11 +71,11 @@ def register_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     parser = sub.add_parser("cache", help="the LLM response cache: stats, export")
     commands = parser.add_subparsers(dest="cache_command", required=True)
     stats = commands.add_parser("stats", help="answers, tokens and dates per model")
-    stats.add_argument("--cache", help="the cache file (default: $JINSTRUCT_CACHE/llm/responses.sqlite3)")
+    stats.add_argument("--cache", help=f"the cache file (default: {DEFAULT_HELP})")
     stats.add_argument("--json", action="store_true", help="print JSON")
     stats.set_defaults(func=_stats)
     export = commands.add_parser("export", help="every answer as JSON Lines {key, model, request, response, created_at}")
-    export.add_argument("--cache", help="the cache file (default: $JINSTRUCT_CACHE/llm/responses.sqlite3)")
+    export.add_argument("--cache", help=f"the cache file (default: {DEFAULT_HELP})")
     export.add_argument("--model", help="only this model's answers")
     export.add_argument("--out", default="-", help="output file (default: stdout)")
     export.set_defaults(func=_export)

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, NamedTuple, Self, TypeVar, cast
 
 import openai
-from tqdm.auto import tqdm
 
+from jinstruct.progress import bar as progress_bar
 from jinstruct.llm.cache import ResponseCache, default_cache_path
 from jinstruct.llm.ledger import BudgetExceeded, Estimate, Ledger, cost_usd, estimate_prompt_tokens
 from jinstruct.llm.limits import RateLimiter, RetryAfterTooLong, backoff_s
@@ -603,7 +603,7 @@ class LLMClient:
         """A progress bar made in the caller's thread (where Jupyter shows it), updated from the client's loop."""
         if not (self.progress if progress is None else progress):
             return None
-        return tqdm(total=total, desc=desc or self.stage, unit="req", dynamic_ncols=True)
+        return progress_bar(total=total, desc=desc or self.stage, unit="req")
 
     async def _chat_many(self, requests: list[ChatRequest], bar: Any) -> list[ChatResult]:
         if self.settings.use_batch_api:

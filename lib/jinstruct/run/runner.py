@@ -12,39 +12,51 @@ die with it. A stage's ledger is never deleted: its LLM spend, and its `budget_u
 (`--reset-budget` starts a fresh budget). A stage's outputs are every file its completed work produced since its last
 success, over all the attempts it took. A stage that reports errors left in its outputs (judgments recorded as
 errors) ends "ok with N errors"; `--retry-errors` runs such stages again with `judge.retry_errors`.
+
+While a stage runs, its progress bars show in the terminal and in `run.log` (`jinstruct.run.follow`); its kernel runs
+as `jinstruct.run.kernel` sets it up. A failed stage is reported once, naming the executed notebook, the cell and
+the line that failed, and, when the error names a file of the run folder that is missing, the stage that writes it
+(from the `**Writes**:` line of each notebook's description).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
-from jinstruct import paths
+from jinstruct import paths, progress
 from jinstruct.formats.layout import RunLayout
 from jinstruct.io import atomic_write_text, read_json, sha256_file
 from jinstruct.llm.ledger import load_ledger, reset_budget
 from jinstruct.run import manifest as mf
 from jinstruct.run.config import dump_config, parse_override
-from jinstruct.run.kernel import TiedKernelManager
+from jinstruct.run.follow import ProgressFollower
+from jinstruct.run.kernel import stage_kernel
 from jinstruct.run.lock import HELD_BY_ENV, RunLock
 from jinstruct.run.schema import load_config
 
 STAGE_RE = re.compile(r"^(\d\d)_[\w-]+\.ipynb$")
+# jupyter_client interrupts a kernel before it shuts it down; a kernel busy with a message at that moment logs this
+SHUTDOWN_INTERRUPT = "KeyboardInterrupt caught in kernel"
 
 
 class StageFailed(RuntimeError):
-    """A notebook raised; the message names the executed notebook and the failing cell."""
+    """A notebook raised; the message names the executed notebook, the failing cell and line, and the stage that
+    writes a missing input."""
 
 
 @dataclass
@@ -131,14 +143,55 @@ def outputs_intact(run_dir: Path, entry: dict[str, Any]) -> bool:
                for rel, f in entry.get("outputs", {}).items())
 
 
+_WRITES = re.compile(r"\*\*Writes\*\*(.*)", re.DOTALL)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def declared_outputs(notebook: Path) -> list[str]:
+    """The run-folder paths a notebook says it writes: the backticked paths after `**Writes**` in its first markdown
+    cell, `<name>` placeholders as `*` (e.g. `models/*/adapter/`)."""
+    nb = nbformat.read(notebook, as_version=4)
+    first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
+    m = _WRITES.search(first)
+    found = re.findall(r"`([^`\s]+)`", m.group(1)) if m else []
+    return [re.sub(r"<[^>]+>", "*", p) for p in found if "/" in p]
+
+
+def writer_of(rel: str, notebooks: list[Path]) -> str | None:
+    """The stage whose notebook declares it writes `rel` (a path inside the run folder), or None."""
+    for nb in notebooks:
+        for pattern in declared_outputs(nb):
+            if pattern.endswith("/") and (rel.startswith(pattern) or fnmatch.fnmatch(rel, pattern + "*")):
+                return nb.stem
+            if fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(rel, pattern + "/*"):
+                return nb.stem
+    return None
+
+
+def failing_line(error: Any) -> tuple[int | None, str]:
+    """The line number (within its cell) and text of the line that raised, from a papermill execution error's
+    traceback (IPython's `Cell In[N], line L` of the failing cell's own frame)."""
+    text = _ANSI.sub("", "\n".join(error.traceback or []))
+    hits = [int(line) for count, line in re.findall(r"Cell In\[(\d+)\], line (\d+)", text)
+            if error.exec_count is None or int(count) == error.exec_count]
+    if not hits:
+        return None, ""
+    lines = error.source.splitlines()
+    number = hits[0]  # the cell's statement that was running (frames of functions it called come after)
+    return number, lines[number - 1].strip() if 0 < number <= len(lines) else ""
+
+
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Runner:
     def __init__(self, config_path: str | Path, overrides: list[str] | None = None, name: str | None = None,
                  notebooks_dir: Path | None = None, runs_dir: Path | None = None, force: bool = False,
-                 kernel_name: str | None = None, log=print, retry_errors: bool = False, reset_budget: bool = False):
+                 kernel_name: str | None = None, log: Callable[[str], None] = print, retry_errors: bool = False,
+                 reset_budget: bool = False, live: bool | None = None):
+        """log: where the runner's lines go besides run.log (default: the terminal). live: redraw each progress bar
+        in place on the terminal (default: when `log` is print and stdout is a terminal)."""
         self.config_path = Path(config_path).resolve()
         self.overrides = overrides_dict(overrides)
         self.cfg = load_config(self.config_path, self.overrides)
@@ -152,16 +205,28 @@ class Runner:
         self.reset_budget = reset_budget
         self.kernel_name = kernel_name
         self._log = log
+        if live is None:
+            live = log is print and sys.stdout.isatty()
+        self.live = sys.stdout if live else None
+        self.notebooks: list[Path] = []
         self.secrets = mf.secret_values()
 
     def log(self, msg: str) -> None:
+        """A line for the terminal (or the `log` given) and run.log."""
         msg = mf.redact(msg, self.secrets)
         self._log(msg)
+        self.log_file(msg)
+
+    def log_file(self, msg: str) -> None:
+        """A line for run.log only."""
+        msg = mf.redact(msg, self.secrets)
+        self.layout.log.parent.mkdir(parents=True, exist_ok=True)
         with self.layout.log.open("a", encoding="utf-8") as f:
             f.write(f"{_now()} {msg}\n")
 
     def run(self, stages: str | None = None) -> list[StageOutcome]:
-        notebooks = select(discover(self.notebooks_dir), stages or self.cfg.stages)
+        self.notebooks = discover(self.notebooks_dir)
+        notebooks = select(self.notebooks, stages or self.cfg.stages)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with RunLock(self.layout.lock) as lock:
             if lock.stale:
@@ -216,7 +281,7 @@ class Runner:
         t0 = time.perf_counter()
         error: Exception | None = None
         try:
-            self._execute(nb, executed, {"judge.retry_errors": True} if self.retry_errors else {})
+            self._execute(nb, executed, stage, {"judge.retry_errors": True} if self.retry_errors else {})
         except Exception as e:  # noqa: BLE001 - reported below with the notebook and cell
             error = e
         seconds = time.perf_counter() - t0
@@ -244,41 +309,61 @@ class Runner:
                 for rel in prev.get("outputs", {}) if (self.run_dir / rel).exists()}
         return dict(sorted({**kept, **mf.written_files(self.run_dir, before)}.items()))
 
-    def _execute(self, nb: Path, executed: Path, overrides: dict[str, Any] | None = None) -> None:
+    def _execute(self, nb: Path, executed: Path, stage: str, overrides: dict[str, Any] | None = None) -> None:
         import papermill as pm
 
         # the notebook reads the config this runner resolved and recorded (overrides applied once, here; the only
         # ones passed on are this attempt's own, as --retry-errors)
         params = {"config_path": str(self.layout.config), "run_dir": str(self.run_dir), "overrides": overrides or {}}
-        # notebooks paired by jupytext carry no kernelspec: they run on this Python's kernel
         kernel = self.kernel_name or nbformat.read(nb, as_version=4).metadata.get("kernelspec", {}).get("name")
         tmpdir = Path(tempfile.mkdtemp(prefix="jinstruct-nb-"))
         tmp_out = tmpdir / nb.name
+        bars = tmpdir / "progress.jsonl"
+        env = {paths.ROOT_ENV: str(self.root),  # the kernel resolves the project as this runner did
+               progress.PROGRESS_ENV: str(bars), **progress.THIRD_PARTY_BARS_OFF}
+        manager = stage_kernel(tmpdir, env)
         try:
-            os.environ[paths.ROOT_ENV] = str(self.root)  # the kernel resolves the project as this runner did
-            pm.execute_notebook(str(nb), str(tmp_out), parameters=params, cwd=str(nb.parent),
-                                kernel_name=kernel or "python3", language="python", progress_bar=False, log_output=False,
-                                kernel_manager_class=TiedKernelManager)  # the kernel dies with the runner
+            with ProgressFollower(bars, stage, self.log, self.log_file, live=self.live):
+                pm.execute_notebook(str(nb), str(tmp_out), parameters=params, cwd=str(nb.parent),
+                                    kernel_manager_class=manager,
+                                    kernel_name=kernel or "python3", language="python", progress_bar=False,
+                                    log_output=False)
         finally:
             # executed notebooks are kept with every secret value scrubbed; papermill wrote to a temp folder
             if tmp_out.exists():
                 atomic_write_text(executed, mf.redact(tmp_out.read_text(encoding="utf-8"), self.secrets))
+            kernel_log = tmpdir / "kernel.log"
+            if kernel_log.exists():
+                for line in kernel_log.read_text(encoding="utf-8", errors="replace").splitlines():
+                    if line.strip() and not line.rstrip(".").endswith(SHUTDOWN_INTERRUPT):
+                        self.log_file(f"[{stage}] kernel: {line}")
             shutil.rmtree(tmpdir, ignore_errors=True)
 
     def _failure_message(self, stage: str, executed: Path, error: Exception) -> str:
         from papermill.exceptions import PapermillExecutionError
 
-        where = ""
+        shown = str(executed)
         if isinstance(error, PapermillExecutionError):
-            first_line = next((ln for ln in error.source.splitlines() if ln.strip()), "")
-            where = (f" in cell {error.cell_index} of the executed notebook (In [{error.exec_count}]:"
-                     f" {first_line.strip()[:80]!r}):"
-                     f" {error.ename}: {error.evalue}")
+            number, line = failing_line(error)
+            where = f"cell {error.cell_index} (In [{error.exec_count}])"
+            if number is not None:
+                where += f", line {number}: {line[:120]}"
+            msg = (f"stage {stage} failed in {where}\n  {error.ename}: {error.evalue}\n"
+                   f"  executed notebook: {shown}")
+            for rel in self._missing_inputs(f"{error.evalue}\n{_ANSI.sub('', ''.join(error.traceback or []))}"):
+                writer = writer_of(rel, self.notebooks)
+                if writer is not None and writer != stage:
+                    msg += f"\n  {rel} is missing: stage {writer} writes it; run that stage first (--stages {writer[:2]})"
         else:
-            where = f": {type(error).__name__}: {error}"
-        msg = f"stage {stage} failed{where}\n  executed notebook: {executed}"
-        self.log(msg)
+            msg = f"stage {stage} failed: {type(error).__name__}: {error}\n  executed notebook: {shown}"
+        self.log_file(msg)  # the terminal gets it once, from whoever catches StageFailed
         return mf.redact(msg, self.secrets)
+
+    def _missing_inputs(self, text: str) -> list[str]:
+        """Paths inside the run folder named in `text` that do not exist (in order, once each)."""
+        root = str(self.run_dir)
+        found = re.findall(re.escape(root) + r"/([^\s'\"`:,;()\[\]]+)", text)
+        return [rel for rel in dict.fromkeys(p.rstrip(".") for p in found) if not (self.run_dir / rel).exists()]
 
 
 def run(config_path: str | Path, overrides: list[str] | None = None, stages: str | None = None,

@@ -154,6 +154,12 @@ class TasksSection(Strict):
     fewshot_seed: int = 1234  # lm-eval's default
 
 
+class FiguresSection(Strict):
+    """Every figure a notebook draws."""
+
+    language: Literal["ja", "en"] = "ja"  # labels, titles and category names; --set figures.language=en
+
+
 class RunConfig(Strict):
     name: str
     description: str = ""
@@ -169,6 +175,7 @@ class RunConfig(Strict):
     judge: JudgeSection = Field(default_factory=JudgeSection)
     agreement: AgreementSection = Field(default_factory=AgreementSection)
     tasks: TasksSection = Field(default_factory=TasksSection)
+    figures: FiguresSection = Field(default_factory=FiguresSection)
     extra: dict[str, Any] = Field(default_factory=dict)  # free-form values a custom notebook may read
 
     @model_validator(mode="after")

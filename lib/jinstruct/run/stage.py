@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jinstruct import paths
+from jinstruct import paths, progress
 from jinstruct.formats.layout import RunLayout
 from jinstruct.llm import LLMClient, open_client
 from jinstruct.llm.settings import EndpointSettings
 from jinstruct.llm.tinymodel import resolve_model
-from jinstruct.plotting import save_figures, setup_japanese_font
+from jinstruct.plotting import enable_inline_figures, save_figures, set_language, setup_japanese_font, show_png
 from jinstruct.io import write_json
 from jinstruct.run.config import ConfigError
 from jinstruct.run.lock import check_unlocked
@@ -77,6 +77,10 @@ class Stage:
         run.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
         setup_japanese_font()
+        set_language(cfg.figures.language)
+        enable_inline_figures()
+        if progress.in_kernel() and not progress.interactive():
+            progress.quiet_third_party_bars()  # papermill would save their widgets at 0%
         return cls(name=name, cfg=cfg, run_dir=run.resolve())
 
     @property
@@ -94,10 +98,12 @@ class Stage:
         target.mkdir(parents=True, exist_ok=True)
         return target
 
-    def save_figure(self, fig: Figure, stem: str) -> Figure:
-        """Save `fig` as `figures/<stem>.pdf` and `.png` in the run folder; returns it, for the notebook to show."""
-        save_figures(fig, self.path(self.layout.figure(stem)))
-        return fig
+    def save_figure(self, fig: Figure, stem: str) -> None:
+        """Save `fig` as `figures/<stem>.pdf` (vector) and `.png` (200 dpi) in the run folder, atomically, and show the
+        saved PNG in the notebook, once. Returns nothing, so a cell that ends with it shows the figure once; the
+        files are at `st.layout.figure(stem)` + `.pdf` / `.png`."""
+        saved = save_figures(fig, self.path(self.layout.figure(stem)))
+        show_png(saved[-1].read_bytes())
 
     def endpoint(self, name: str) -> EndpointSettings:
         """The named endpoint's settings, with `embedded_model: tiny` resolved to the built tiny model."""

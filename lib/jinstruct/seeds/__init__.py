@@ -9,6 +9,7 @@ __getattr__, __dir__ = exports(__name__, {
     "edit_seeds": "editing",
     "effort_report": "postedit",
     "english_seeds": "english",
+    "example_edit": "example",
     "export_sheet": "postedit",
     "export_sheet_safely": "postedit",
     "fetch_official_seeds": "english",

@@ -46,7 +46,7 @@ from matplotlib.figure import Figure
 from rapidfuzz.distance import Levenshtein
 
 from jinstruct.io import DataError, DataWarning, atomic_write_bytes
-from jinstruct.plotting import setup_japanese_font
+from jinstruct.plotting import count_axis, label, new_figure
 from jinstruct.formats.seed_task import SeedTask, task_fields, with_fields
 
 COLUMNS = ["task_id", "field", "english", "machine", "edited", "note"]
@@ -383,9 +383,7 @@ def effort_report(machine: Sequence[SeedTask], edited: Sequence[SeedTask]) -> Ef
 
 def plot_edit_distance(report: EffortReport, bins: int = 20) -> Figure:
     """Histogram of the per-field normalised edit distance (0: accepted as is, 1: rewritten)."""
-    setup_japanese_font()
-    fig = Figure(figsize=(6, 3.5), layout="constrained")
-    ax = fig.add_subplot()
+    fig, (ax,) = new_figure(6, 3.5)
     if not report.comparable:  # nothing was compared: the figure says why instead of showing a distance
         ax.set_axis_off()
         ax.text(0.5, 0.5, "編集距離なし: 使用中の日本語シードは機械翻訳のポストエディットではありません\n"
@@ -394,10 +392,11 @@ def plot_edit_distance(report: EffortReport, bins: int = 20) -> Figure:
     values = report.fields["normalized"].to_numpy()
     ax.hist(values, bins=bins, range=(0.0, 1.0), color="#4c72b0", edgecolor="white")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("正規化編集距離 (0 = 機械翻訳のまま, 1 = 全面的に書き換え)")
-    ax.set_ylabel("フィールド数")
+    count_axis(ax, "y")
+    ax.set_xlabel(label("正規化編集距離 (0 = 機械翻訳のまま, 1 = 全面的に書き換え)",
+                        "normalised edit distance (0 = machine translation kept, 1 = rewritten)"))
+    ax.set_ylabel(label("フィールド数", "fields"))
     s = report.summary
-    ax.set_title(
-        f"ポストエディットの編集量: {s['fields']} フィールド中 {s['share_fields_accepted']:.0%} がそのまま採用"
-    )
+    ax.set_title(label(f"ポストエディットの編集量: {s['fields']} フィールド中 {s['share_fields_accepted']:.0%} がそのまま採用",
+                       f"Post-editing effort: {s['share_fields_accepted']:.0%} of {s['fields']} fields kept as translated"))
     return fig

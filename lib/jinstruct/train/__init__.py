@@ -7,6 +7,7 @@ __getattr__, __dir__ = exports(__name__, {
     "TrainResult": "qlora",
     "loss_figure": "figures",
     "loss_frame": "figures",
+    "loss_tokens": "example",
     "params_table": "figures",
     "results_table": "figures",
     "train": "qlora",

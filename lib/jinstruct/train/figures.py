@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from pydantic import BaseModel
 
 from jinstruct.io import read_jsonl
+from jinstruct.plotting import count_axis, empty_panel, label, new_figure
 
 
 def loss_frame(logs: Mapping[str, Path]) -> pd.DataFrame:
@@ -27,23 +28,25 @@ def loss_frame(logs: Mapping[str, Path]) -> pd.DataFrame:
         columns=["model", "step", "loss", "eval_loss"])
 
 
-def loss_figure(losses: pd.DataFrame, title: str = "QLoRA 学習曲線") -> Figure:
+def loss_figure(losses: pd.DataFrame, title: str | None = None) -> Figure:
     """Training loss (lines) and held-out loss (markers) against the step, one colour per model."""
-    fig = Figure(figsize=(6.4, 3.8))
-    ax = fig.subplots()
+    fig, (ax,) = new_figure(6.4, 3.8)
+    ax.set_title(title or label("QLoRA 学習曲線", "QLoRA training loss"))
+    if losses.empty:
+        empty_panel(ax, label("学習ログがありません", "no training log"))
+        return fig
     for i, (name, df) in enumerate(losses.groupby("model", sort=False)):
         color = f"C{i}"
         train = df.dropna(subset=["loss"])
-        ax.plot(train["step"], train["loss"], color=color, label=f"{name} 学習")
+        ax.plot(train["step"], train["loss"], color=color, label=label(f"{name} 学習", f"{name} train"))
         held = df.dropna(subset=["eval_loss"])
         if not held.empty:
-            ax.plot(held["step"], held["eval_loss"], "o--", color=color, label=f"{name} 検証")
-    ax.set_xlabel("ステップ")
-    ax.set_ylabel("損失")
-    ax.set_title(title)
+            ax.plot(held["step"], held["eval_loss"], "o--", color=color, label=label(f"{name} 検証", f"{name} held out"))
+    ax.set_xlabel(label("ステップ", "step"))
+    ax.set_ylabel(label("損失", "loss"))
+    count_axis(ax, "x")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     return fig
 
 

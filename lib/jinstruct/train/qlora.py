@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import shutil
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from tabulate import tabulate
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from jinstruct import progress
 from jinstruct.formats.records import TrainingRecord
 from jinstruct.train.templates import Template, instruction_prompt
 from jinstruct.io import (
@@ -51,6 +54,35 @@ CARD_NAME = "training_card.json"
 # rinna) gets its fused attention projection, as arXiv 2309.03412 tunes it; any other model (LLaMA included) every
 # linear layer but the output head (peft's "all-linear", the QLoRA paper's choice).
 LORA_TARGETS: dict[str, str | list[str]] = {"gpt_neox": ["query_key_value"]}
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.start)
+
+
+def quiet_third_party() -> None:
+    """Silence three third-party messages that say nothing about this project's training, at their source:
+
+    - bitsandbytes (CPU, AVX512-BF16 machines) tries an optional `kernels` package that fetches a kernel from the
+      Hugging Face Hub; without it bitsandbytes uses its built-in CPU path, which is what the tiny run wants.
+    - peft reads `model.is_gradient_checkpointing`, which transformers 5 deprecates (peft's to change, not ours).
+    - transformers' checkpoint rotation warns that mtime "may not be reliable" when checkpoints are written less than
+      a second apart (the tiny run's), then falls back to ordering by step number, which is right.
+    """
+    for logger, start in (("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward"),
+                          ("transformers.trainer_utils", "mtime may not be reliable")):
+        target = logging.getLogger(logger)
+        if not any(isinstance(f, _DropMessage) and f.start == start for f in target.filters):
+            target.addFilter(_DropMessage(start))
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+quiet_third_party()  # before anything here imports bitsandbytes, peft or the trainer
 
 
 
@@ -246,7 +278,8 @@ def load_tokenizer(name_or_dir: str | Path, need_chat_template: bool = False, tr
 
 
 def _callbacks(out_dir: Path) -> list[Any]:
-    """JSON-lines log (main process only; tokens/s between train log events) and TensorBoard, both under out_dir."""
+    """JSON-lines log (main process only; tokens/s between train log events) and TensorBoard, both under out_dir,
+    and the steps on a progress bar."""
     from transformers import TrainerCallback
     from transformers.integrations import TensorBoardCallback
 
@@ -273,9 +306,29 @@ def _callbacks(out_dir: Path) -> list[Any]:
             rec["time"] = datetime.now(UTC).isoformat(timespec="seconds")
             append_jsonl(self.path, [rec])
 
+    class Progress(TrainerCallback):
+        """Training steps on the library's progress bar (the notebook, and the runner's terminal and run.log)."""
+
+        def __init__(self) -> None:
+            self.bar: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.is_world_process_zero:
+                self.bar = progress.bar(total=state.max_steps, initial=state.global_step,
+                                        desc=f"training {out_dir.name}", unit="step")
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
     tb = TensorBoardCallback()
     tb.logging_dir = str(out_dir / "tensorboard")
-    return [JsonlLog(out_dir / LOG_NAME), tb]
+    return [JsonlLog(out_dir / LOG_NAME), tb, Progress()]
 
 
 # ---------------------------------------------------------------- trainer
@@ -346,15 +399,19 @@ def make_trainer(params: TrainParams, train_file: Path, out_dir: Path) -> Any:
         eval_strategy="steps" if eval_ds is not None else "no",
         eval_steps=params.eval_steps or params.save_steps,
         report_to=[],
+        disable_tqdm=True,  # the Progress callback shows the steps instead (a bar that also reports to the runner)
     )
     tokenizer = load_tokenizer(params.base_model, params.template == "chat", params.trust_remote_code)
     model = load_base_model(params.base_model, params.load_in_4bit, dtype, resolve_attn(params.attn_implementation),
                             params.trust_remote_code, _device_map())
     lora = LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
-                      target_modules=lora_targets(params.target_modules, model.config.model_type), bias="none",
-                      task_type="CAUSAL_LM")
-    return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      processing_class=tokenizer, peft_config=lora, callbacks=_callbacks(out_dir))
+                      target_modules=lora_targets(params.target_modules, model.config.model_type), bias="none", task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, peft_config=lora, callbacks=_callbacks(out_dir))
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # with tqdm off it prints every log dict; train_log.jsonl has them
+    return trainer
 
 
 def lora_targets(target_modules: str | list[str], model_type: str) -> str | list[str]:
