@@ -143,8 +143,11 @@ def outputs(run: Path) -> dict[str, list[dict[str, Any]]]:
         "generated": records(run / "data" / "generated.jsonl", ("request_id",)),
         "answers": records(run / "answers" / "api-a.jsonl", ("tstamp",)) + records(run / "answers" / "api-b.jsonl",
                                                                                    ("tstamp",)),
-        "pair": records(run / "judgments" / "fake-judge_pair.jsonl", ("tstamp",)),
-        "single": records(run / "judgments" / "fake-judge_single.jsonl", ("tstamp",)),
+        # judgments are appended as games settle, in the order replies arrive: compared as sets of games
+        "pair": sorted(records(run / "judgments" / "fake-judge_pair.jsonl", ("tstamp",)),
+                       key=lambda r: (str(r["question_id"]), r["turn"], r["model_1"], r["model_2"])),
+        "single": sorted(records(run / "judgments" / "fake-judge_single.jsonl", ("tstamp",)),
+                         key=lambda r: (str(r["question_id"]), r["turn"], r["model"])),
     }
 
 

@@ -402,8 +402,10 @@ class ClientGenerator:
 
     def identity(self) -> dict[str, Any]:
         """What decides the answers (recorded as each answer's settings_id): the model and sampling."""
-        return {"engine": "endpoint", "model": self.model or self.client.model, "max_tokens": self.max_tokens,
-                "seed": self.seed, "top_p": self.top_p, "extra_body": self.client.settings.extra_body}
+        settings = getattr(self.client, "settings", None)
+        return {"engine": "endpoint", "model": self.model or getattr(self.client, "model", None),
+                "max_tokens": self.max_tokens, "seed": self.seed, "top_p": self.top_p,
+                "extra_body": getattr(settings, "extra_body", None)}
 
     def __call__(self, prompts: Sequence[TurnPrompt]) -> list[Generated]:
         from jinstruct.llm import ChatRequest

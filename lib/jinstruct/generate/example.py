@@ -119,8 +119,12 @@ def translation_example(cfg: TranslateAlpaca.Config, client: Any) -> Translation
                               record=table)
 
 
-def worked_example(section: Any, stage: Any) -> Shown:
-    """The worked example of the recipe `section` (a `GenerateSection`) chooses, through the stage's client."""
+def worked_example(section: Any, stage: Any) -> Shown | None:
+    """The worked example of the recipe `section` (a `GenerateSection`) chooses, through the stage's client. None
+    where there is nothing to ask: a run that takes its records from another run (`from_run`, no LLM call), or a
+    recipe whose notebook cell shows its own report instead (`from_datasets`, `human_instructions`)."""
+    if getattr(section, "from_run", None) or section.recipe not in (SelfInstruct.name, TranslateAlpaca.name):
+        return None
     client = stage.client(section.endpoint)
     if section.recipe == SelfInstruct.name:
         cfg = section.self_instruct
@@ -128,4 +132,4 @@ def worked_example(section: Any, stage: Any) -> Shown:
         return request_example(recipe, client, threshold=cfg.threshold, tokens=cfg.tokens)
     if section.recipe == TranslateAlpaca.name:
         return translation_example(section.translate, client)
-    raise ValueError(f"recipe {section.recipe!r} has no worked example (self_instruct and translate have one)")
+    return None
