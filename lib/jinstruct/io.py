@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -57,23 +58,45 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     The file gets the mode a plain `open(path, "w")` would give it: an existing file's mode, else 0666 less the
     umask (a temporary file alone would be 0600, unreadable by the rest of a group sharing the run folder)."""
     path = Path(path)
+    with atomic_file(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str], mode: Literal["w", "wb"] = "w") -> Iterator[Any]:
+    """A file written in place of `path` through a temporary file and a rename (text in UTF-8, or bytes with "wb"):
+    readers see the old file or the whole new one, and an error leaves the old one. Its mode is what a plain
+    `open(path, "w")` would give (an existing file's, else 0666 less the umask; a temporary file alone is 0600)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        mode = path.stat().st_mode & 0o7777
+        perms = path.stat().st_mode & 0o7777
     except FileNotFoundError:
-        mode = 0o666 & ~_current_umask()
+        perms = 0o666 & ~_current_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        os.fchmod(fd, perms)
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+@contextlib.contextmanager
+def atomic_lines(path: str | os.PathLike[str]) -> Iterator[Callable[[Any], None]]:
+    """Write a JSON Lines file one object at a time, atomically (see `atomic_file`).
+
+        with atomic_lines(path) as write:
+            for record in records:
+                write(record)
+    """
+    with atomic_file(path) as f:
+        yield lambda obj: f.write(dumps(obj) + "\n")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

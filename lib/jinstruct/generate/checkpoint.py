@@ -13,12 +13,10 @@ into memory: fine for 52K records, not for 450K instructions x 6 responses with 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -151,24 +149,3 @@ class CheckpointedLines:
                                      "complete": complete,
                                      "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
-
-@contextlib.contextmanager
-def atomic_lines(path: str | os.PathLike[str]) -> Iterator[Callable[[Mapping[str, Any]], None]]:
-    """Write a JSON Lines file one object at a time, atomically: readers see the old file or the whole new one.
-
-        with atomic_lines(path) as write:
-            for record in records:
-                write(record)
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yield lambda obj: f.write(dumps(obj) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -48,7 +48,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from jinstruct import paths
-from jinstruct.io import DataError, sha256_file
+from jinstruct.io import DataError, atomic_file, sha256_file
 
 if TYPE_CHECKING:
     from jinstruct.llm import Estimate
@@ -428,17 +428,10 @@ def build(
     stats = BuildStats()
     t0 = time.perf_counter()
     seen = _Seen(out_path.parent) if dedup else None
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
+        with atomic_file(out_path) as out:
             for conv in converters:
                 stats.sources.append(_convert(conv, out, seen, seed, progress))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         if seen is not None:
             seen.close()

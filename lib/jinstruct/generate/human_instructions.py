@@ -47,7 +47,6 @@ from jinstruct.formats.fastchat import load_judge_prompts
 from jinstruct.formats.layout import RunLayout
 from jinstruct.generate.checkpoint import (
     CheckpointedLines,
-    atomic_lines,
     final_lines,
     is_complete,
     read_state,
@@ -64,7 +63,7 @@ from jinstruct.generate.human_translate import (
     translate_with_deepl,
     translation_request,
 )
-from jinstruct.io import atomic_write_text
+from jinstruct.io import atomic_lines, atomic_write_text
 from jinstruct.judge.grader import Grader, GraderSettings
 from jinstruct.llm.ledger import Estimate, estimate_text_tokens
 from jinstruct.llm.request import ChatRequest, ChatResult
