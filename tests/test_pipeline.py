@@ -74,7 +74,7 @@ def test_stage_outputs(tiny_run):
     assert len(summary) == 2 * 7 and set(summary["model"]) == {"tiny", "tiny-sft"}  # acc x3, acc_norm, ppl x3
     acc = summary[summary["metric"] == "acc"]
     assert set(acc["num_fewshot"]) == {2} and acc["value"].between(0, 1).all() and (acc["stderr"] > 0).all()
-    for model in ("tiny", "tiny-sft")  # the base model by its config name, and the tuned one:
+    for model in ("tiny", "tiny-sft"):  # the base model by its config name, and the tuned one
         assert read_json(run.task_results(model, 2))["n-shot"]["jinstruct_nli"] == 2
     assert len(run.tasks_commands.read_text().splitlines()) == 2 + 2  # a header, then one line per model
 
