@@ -150,7 +150,8 @@ def test_stage05_answers_a_tuned_model_through_vllm_with_its_adapter(tmp_path, t
     overrides = {"llm.cache": str(tmp_path / "cache.sqlite"), "answer.per_category": 1,
                  "answer.max_new_tokens": 24, "answer.vllm.dtype": "float32", "answer.vllm.max_model_len": 1024,
                  "answer.vllm.extra_args": NO_WHITESPACE,
-                 "answer.models": [{"model_id": "tiny-sft", "trained": "tiny-sft", "engine": "vllm"}]}
+                 "answer.models": [{"model_id": "tiny-sft", "trained": "tiny-sft", "engine": "vllm"}],
+                 "judge.baseline": None}  # only the tuned model answers here
     st = Stage.open("05_answering", configs_dir() / "tiny.yaml", tmp_path / "run", overrides)
     shutil.copytree(adapter, st.layout.adapter("tiny-sft"))
     questions, _ = load_benchmark(st.cfg.answer.benchmark, st.cfg.answer.per_category)
