@@ -45,6 +45,7 @@ from pydantic import ValidationError
 from jinstruct.progress import bar as progress_bar
 from jinstruct.answer.records import TEMPERATURES, make_answer, missing_answers, temperature_for, turn_messages
 from jinstruct.formats.fastchat import Answer, Question, QuestionId, append_records, write_records
+from jinstruct.llm.settings import EndpointSettings
 from jinstruct.train.templates import Template, render, stops
 from jinstruct.io import DataError, DataWarning, append_jsonl, iter_jsonl, validation_error
 
@@ -391,6 +392,26 @@ def answer_with_transformers(questions: Sequence[Question], model: Any, tokenize
 # ---- an OpenAI-compatible endpoint ------------------------------------------------------------------------------
 
 
+def endpoint_identity(model: str | None, max_tokens: int, seed: int | None, top_p: float | None,
+                      extra_body: Any) -> dict[str, Any]:
+    """What decides an endpoint's answers (recorded as each answer's settings_id): the model and sampling."""
+    return {"engine": "endpoint", "model": model, "max_tokens": max_tokens, "seed": seed, "top_p": top_p,
+            "extra_body": extra_body}
+
+
+@dataclass(frozen=True)
+class _AlreadyAnswered:
+    """A generator for answers that are all there: it carries their identity and is never asked to generate."""
+
+    settings: dict[str, Any]
+
+    def identity(self) -> dict[str, Any]:
+        return self.settings
+
+    def __call__(self, prompts: Sequence[TurnPrompt]) -> list[Generated]:
+        raise RuntimeError(f"{len(prompts)} prompt(s) left to answer: the answers are not all there")
+
+
 class ClientGenerator:
     """Generates through the LLM client: one request per prompt, the choice as its sample index (so the
     samples are distinct and each is cached), `seed` sent to endpoints that take one."""
@@ -403,9 +424,8 @@ class ClientGenerator:
     def identity(self) -> dict[str, Any]:
         """What decides the answers (recorded as each answer's settings_id): the model and sampling."""
         settings = getattr(self.client, "settings", None)
-        return {"engine": "endpoint", "model": self.model or getattr(self.client, "model", None),
-                "max_tokens": self.max_tokens, "seed": self.seed, "top_p": self.top_p,
-                "extra_body": getattr(settings, "extra_body", None)}
+        return endpoint_identity(self.model or getattr(self.client, "model", None), self.max_tokens, self.seed,
+                                 self.top_p, getattr(settings, "extra_body", None))
 
     def __call__(self, prompts: Sequence[TurnPrompt]) -> list[Generated]:
         from jinstruct.llm import ChatRequest
@@ -461,11 +481,15 @@ def answer_with_vllm(questions: Sequence[Question], base_model: str, model_id: s
     if template != "chat":
         raise ValueError(f"model {model_id!r}: engine vllm answers in the tokenizer's chat template; a model trained "
                          f"with template {template!r} needs engine transformers")
-    pending = missing_answers(questions, read_answer_file(out_path, model_id).values())
-    if not pending:  # nothing to answer: no server to start
-        return answer_questions(questions, lambda prompts: [], model_id, out_path, num_choices, temperatures, system)
     base_name = Path(base_model).name or base_model
     served = f"{model_id}@{adapter_fingerprint(adapter_dir)}" if adapter_dir is not None else base_name
+    done = _AlreadyAnswered(endpoint_identity(served, max_tokens, seed, None, EndpointSettings.model_fields[
+        "extra_body"].get_default(call_default_factory=True)))
+    ids = settings_ids(questions, done.identity(), num_choices, temperatures, system)
+    existing = read_answer_file(out_path, model_id)
+    if not missing_answers(questions, existing.values()) and all(
+            getattr(existing.get(k), "settings_id", None) in (None, v) for k, v in ids.items()):
+        return answer_questions(questions, done, model_id, out_path, num_choices, temperatures, system)  # no server
     loras = {served: str(adapter_dir)} if adapter_dir is not None else None
     server = VLLMServer(base_model, base_name, loras=loras, max_lora_rank=lora_rank(lora_r), dtype=settings.dtype,
                         max_model_len=settings.max_model_len, kv_cache_gib=settings.kv_cache_gib,
