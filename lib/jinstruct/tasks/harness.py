@@ -23,9 +23,13 @@ the model has none, as lm-eval conditions the first token).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import os
+import re
+import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -134,6 +138,9 @@ def load_lm(model: EvalModel, *, device: str = "cpu", dtype: str = "auto", batch
 # ----- evaluating -------------------------------------------------------------------------------------------------
 
 
+_TQDM_LINE = re.compile(r"\d+%\|.*\|\s*\d+/\d+ \[")  # a tqdm bar: 12%|██  | 33/275 [...
+
+
 def evaluate(lm: Any, tasks: Sequence[str], manager: Any, *, num_fewshot: int | None = None,
              limit: int | None = None, fewshot_seed: int = 1234) -> dict[str, Any]:
     """One `lm_eval.simple_evaluate` call: lm-eval's results dict, samples included. `num_fewshot` None keeps each
@@ -141,8 +148,19 @@ def evaluate(lm: Any, tasks: Sequence[str], manager: Any, *, num_fewshot: int | 
     import lm_eval
 
     quiet()
-    results = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, num_fewshot=num_fewshot,
-                                      limit=limit, log_samples=True, fewshot_random_seed=fewshot_seed)
+    # lm-eval draws its own tqdm bars on stderr at every step ("Running loglikelihood requests"), which would fill
+    # notebook 08's record; they are dropped, and anything else lm-eval writes there is passed on
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            results = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager,
+                                              num_fewshot=num_fewshot, limit=limit, log_samples=True,
+                                              fewshot_random_seed=fewshot_seed)
+    finally:
+        rest = [line for line in captured.getvalue().replace("\r", "\n").splitlines()
+                if line.strip() and not _TQDM_LINE.search(line)]
+        if rest:
+            print("\n".join(rest), file=sys.stderr)
     if results is None:  # only on a non-zero rank of a distributed run
         raise RuntimeError("lm-eval returned no results (not the main process?)")
     return results
